@@ -1,0 +1,434 @@
+#include "agent/commands.h"
+
+#include <grpcpp/grpcpp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/files.h"
+#include "common/grpc_client.h"
+#include "common/unique_fd.h"
+#include "common/unix_socket.h"
+#include "nehost/filter/v1/filter.grpc.pb.h"
+#include "nehost/supervisor/v1/supervisor.grpc.pb.h"
+
+namespace nehost::agent {
+namespace {
+
+using filter::v1::Filter;
+using supervisor::v1::Supervisor;
+
+// nehostd's lookup wait ends this long before the call's deadline, at most, so that its
+// answer has time to arrive.
+constexpr absl::Duration kLookupAnswerMargin = absl::Seconds(1);
+
+template <typename Stub, typename Request, typename Response>
+using UnaryMethod = grpc::Status (Stub::*)(grpc::ClientContext*, const Request&, Response*);
+
+struct CallResult {
+  grpc::Status status;
+  // Our own deadline ended the call. A DEADLINE_EXCEEDED that the server chose instead
+  // carries the server's reason, which is worth more than ours.
+  bool timed_out = false;
+};
+
+template <typename Stub, typename Request, typename Response>
+CallResult CallWithDeadline(Stub& stub, UnaryMethod<Stub, Request, Response> method,
+                            const Request& request, Response* response, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(deadline));
+
+  CallResult result{(stub.*method)(&context, request, response)};
+  result.timed_out =
+      result.status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && absl::Now() >= deadline;
+  return result;
+}
+
+absl::Status FromGrpc(const grpc::Status& status) {
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
+}
+
+// Why nothing listens at path ("No such file or directory", "Connection refused"), or nullopt
+// when something does. gRPC's own message buries the cause in its connection machinery, so
+// a call that found no one asks the socket directly. The probe does not block, unlike
+// ConnectUnix: a hung peer's full backlog would hold it past every deadline.
+std::optional<std::string> WhyUnreachable(const std::string& path) {
+  if (absl::Status fits = CheckUnixPath(path); !fits.ok()) return std::string(fits.message());
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+
+  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!probe) return ErrnoText(errno);
+  if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
+    return std::nullopt;
+  }
+  // A full backlog means someone listens but does not keep up.
+  if (errno == EAGAIN) return std::nullopt;
+  return ErrnoText(errno);
+}
+
+std::shared_ptr<grpc::Channel> UnixChannel(const std::string& path) {
+  return DialUnix(path);
+}
+
+// nehostd's API on RUNTIME/nehostd.sock. Failures come back as statuses whose messages say
+// what went wrong in the user's terms.
+class SupervisorClient {
+ public:
+  explicit SupervisorClient(const GlobalOptions& options)
+      : socket_(SupervisorSocketPath(options.runtime_dir)),
+        timeout_(options.timeout),
+        stub_(Supervisor::NewStub(UnixChannel(socket_))) {}
+
+  absl::StatusOr<Registration> Lookup(const std::string& name) {
+    supervisor::v1::LookupRequest request;
+    request.set_name(name);
+    request.set_wait_ms(LookupWaitMs(timeout_));
+    auto response = Call(&Supervisor::Stub::Lookup, request);
+    if (!response.ok()) return response.status();
+    return response->registration();
+  }
+
+  absl::StatusOr<ListResponse> List() {
+    return Call(&Supervisor::Stub::List, supervisor::v1::ListRequest());
+  }
+
+  absl::StatusOr<Registration> Start(const std::string& name) {
+    return Change<supervisor::v1::StartRequest>(&Supervisor::Stub::Start, name);
+  }
+  absl::StatusOr<Registration> Stop(const std::string& name) {
+    return Change<supervisor::v1::StopRequest>(&Supervisor::Stub::Stop, name);
+  }
+  absl::StatusOr<Registration> Restart(const std::string& name) {
+    return Change<supervisor::v1::RestartRequest>(&Supervisor::Stub::Restart, name);
+  }
+
+  // No deadline: the stream lasts as long as the user wants it.
+  std::unique_ptr<grpc::ClientReader<Event>> Watch(grpc::ClientContext* context,
+                                                   const std::string& name) {
+    supervisor::v1::WatchRequest request;
+    request.set_name(name);
+    return stub_->Watch(context, request);
+  }
+
+  absl::Status Explain(const CallResult& result) const {
+    if (result.status.error_code() == grpc::StatusCode::UNAVAILABLE) {
+      std::optional<std::string> cause = WhyUnreachable(socket_);
+      if (cause) {
+        return absl::UnavailableError(
+            absl::StrCat("nehostd is not running at ", socket_, ": ", *cause));
+      }
+    }
+    if (result.timed_out) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "nehostd at ", socket_, " did not answer within ", absl::FormatDuration(timeout_)));
+    }
+    return FromGrpc(result.status);
+  }
+
+ private:
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Call(UnaryMethod<Supervisor::Stub, Request, Response> method,
+                                const Request& request) {
+    Response response;
+    CallResult result = CallWithDeadline(*stub_, method, request, &response, timeout_);
+    if (!result.status.ok()) return Explain(result);
+    return response;
+  }
+
+  // Start, Stop and Restart: a name goes in, the registration after the change comes out.
+  template <typename Request, typename Response>
+  absl::StatusOr<Registration> Change(UnaryMethod<Supervisor::Stub, Request, Response> method,
+                                      const std::string& name) {
+    Request request;
+    request.set_name(name);
+    absl::StatusOr<Response> response = Call(method, request);
+    if (!response.ok()) return response.status();
+    return response->registration();
+  }
+
+  std::string socket_;
+  absl::Duration timeout_;
+  std::unique_ptr<Supervisor::Stub> stub_;
+};
+
+// One service's nehost.filter.v1 API, at the endpoint its registration names.
+class FilterClient {
+ public:
+  // Fails when the endpoint is not a Unix socket path that fits in sockaddr_un.
+  static absl::StatusOr<FilterClient> Dial(const GlobalOptions& options,
+                                           const Registration& registration) {
+    absl::string_view socket = registration.endpoint();
+    if (!absl::ConsumePrefix(&socket, "unix:")) {
+      return absl::InvalidArgumentError(absl::StrCat("registration has endpoint \"",
+                                                     registration.endpoint(), "\", not unix:PATH"));
+    }
+    if (absl::Status fits = CheckUnixPath(std::string(socket)); !fits.ok()) return fits;
+    return FilterClient(registration, std::string(socket), options.timeout);
+  }
+
+  absl::StatusOr<StatusResponse> Status() {
+    return Call(&Filter::Stub::Status, filter::v1::StatusRequest());
+  }
+
+  absl::StatusOr<ListRulesResponse> ListRules() {
+    return Call(&Filter::Stub::ListRules, filter::v1::ListRulesRequest());
+  }
+
+  absl::StatusOr<AddRuleResponse> AddRule(const Rule& rule) {
+    filter::v1::AddRuleRequest request;
+    *request.mutable_rule() = rule;
+    return Call(&Filter::Stub::AddRule, request);
+  }
+
+  absl::StatusOr<RemoveRuleResponse> RemoveRule(const std::string& domain, Rule::Match match) {
+    filter::v1::RemoveRuleRequest request;
+    request.set_domain(domain);
+    request.set_match(match);
+    return Call(&Filter::Stub::RemoveRule, request);
+  }
+
+ private:
+  FilterClient(const Registration& registration, std::string socket, absl::Duration timeout)
+      : where_(absl::StrCat(registration.name(), " at ", registration.endpoint())),
+        socket_(std::move(socket)),
+        timeout_(timeout),
+        stub_(Filter::NewStub(UnixChannel(socket_))) {}
+
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Call(UnaryMethod<Filter::Stub, Request, Response> method,
+                                const Request& request) {
+    Response response;
+    CallResult result = CallWithDeadline(*stub_, method, request, &response, timeout_);
+    if (!result.status.ok()) return Explain(result);
+    return response;
+  }
+
+  absl::Status Explain(const CallResult& result) const {
+    const grpc::StatusCode code = result.status.error_code();
+    if (code == grpc::StatusCode::UNAVAILABLE) {
+      std::optional<std::string> cause = WhyUnreachable(socket_);
+      if (cause) return absl::UnavailableError(absl::StrCat(where_, " is unreachable: ", *cause));
+    }
+    if (result.timed_out) {
+      return absl::DeadlineExceededError(
+          absl::StrCat(where_, " did not answer within ", absl::FormatDuration(timeout_)));
+    }
+    if (code == grpc::StatusCode::UNIMPLEMENTED) {
+      return absl::UnimplementedError(
+          absl::StrCat(where_, " does not serve ", Filter::service_full_name()));
+    }
+    if (code == grpc::StatusCode::UNAVAILABLE) {
+      return absl::UnavailableError(absl::StrCat(where_, ": ", result.status.error_message()));
+    }
+    return FromGrpc(result.status);
+  }
+
+  std::string where_;  // "org.nehost.filter at unix:/run/nehost/services/org.nehost.filter.sock"
+  std::string socket_;
+  absl::Duration timeout_;
+  std::unique_ptr<Filter::Stub> stub_;
+};
+
+ExitCode Fail(absl::string_view what, const absl::Status& status, Server server) {
+  std::string cause(status.message());
+  if (cause.empty()) cause = absl::AsciiStrToLower(absl::StatusCodeToString(status.code()));
+  std::cerr << "nehostctl: " << what << ": " << cause << "\n";
+  return ExitCodeFor(status.code(), server);
+}
+
+// lookup, start, stop and restart: one call to nehostd, which answers with a registration.
+ExitCode ShowRegistration(
+    const GlobalOptions& options, absl::string_view verb, const std::string& name,
+    absl::StatusOr<Registration> (SupervisorClient::*call)(const std::string&)) {
+  SupervisorClient supervisor(options);
+  absl::StatusOr<Registration> registration = (supervisor.*call)(name);
+  if (!registration.ok()) {
+    return Fail(absl::StrCat(verb, " ", name), registration.status(), Server::kSupervisor);
+  }
+
+  std::cout << FormatRegistration(*registration, options.format);
+  return ExitCode::kOk;
+}
+
+absl::StatusOr<FilterClient> DialService(const GlobalOptions& options, const std::string& name) {
+  absl::StatusOr<Registration> registration = SupervisorClient(options).Lookup(name);
+  if (!registration.ok()) return registration.status();
+  return FilterClient::Dial(options, *registration);
+}
+
+// status and rules: look the service up, make one call to it, print the answer.
+template <typename CallFn, typename FormatFn>
+ExitCode CallService(const GlobalOptions& options, absl::string_view verb, const std::string& name,
+                     CallFn call, FormatFn format) {
+  const std::string what = absl::StrCat(verb, " ", name);
+  absl::StatusOr<FilterClient> service = DialService(options, name);
+  if (!service.ok()) return Fail(what, service.status(), Server::kSupervisor);
+
+  auto response = call(*service);
+  if (!response.ok()) return Fail(what, response.status(), Server::kService);
+  std::cout << format(*response);
+  return ExitCode::kOk;
+}
+
+// Blocks SIGINT and SIGTERM in this thread and every thread it starts from now on. gRPC's
+// threads inherit the mask of the thread that creates them, so this must run before the first
+// gRPC object exists: otherwise the kernel may hand a signal to one of them, and its default
+// action kills the process instead of ending the stream.
+sigset_t BlockInterrupts() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+// Cancels a call when one of the blocked signals arrives. A signal handler may not call into
+// gRPC, so a thread of its own takes them with sigwait.
+class CancelOnInterrupt {
+ public:
+  CancelOnInterrupt(grpc::ClientContext* context, sigset_t signals)
+      : signals_(signals), thread_([this, context] { Wait(context); }) {}
+
+  ~CancelOnInterrupt() {
+    stopping_ = true;
+    // A thread-directed signal goes to that thread's sigwait and to no one else.
+    pthread_kill(thread_.native_handle(), SIGTERM);
+    thread_.join();
+  }
+
+  CancelOnInterrupt(const CancelOnInterrupt&) = delete;
+  CancelOnInterrupt& operator=(const CancelOnInterrupt&) = delete;
+
+  bool interrupted() const { return interrupted_; }
+
+ private:
+  void Wait(grpc::ClientContext* context) {
+    int signal = 0;
+    sigwait(&signals_, &signal);
+    if (stopping_) return;
+    interrupted_ = true;
+    context->TryCancel();
+  }
+
+  const sigset_t signals_;
+  std::atomic<bool> stopping_ = false;
+  std::atomic<bool> interrupted_ = false;
+  std::thread thread_;  // last, so that it starts once the members above exist
+};
+
+}  // namespace
+
+ExitCode ExitCodeFor(absl::StatusCode code, Server server) {
+  switch (code) {
+    case absl::StatusCode::kOk:
+      return ExitCode::kOk;
+    case absl::StatusCode::kNotFound:
+      return server == Server::kSupervisor ? ExitCode::kUnknownName : ExitCode::kFailure;
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:
+    case absl::StatusCode::kFailedPrecondition:
+      return ExitCode::kUnavailable;
+    default:
+      return ExitCode::kFailure;
+  }
+}
+
+std::string SupervisorSocketPath(const std::string& runtime_dir) {
+  return absl::StrCat(absl::StripSuffix(runtime_dir, "/"), "/nehostd.sock");
+}
+
+uint32_t LookupWaitMs(absl::Duration timeout) {
+  const absl::Duration margin = std::min(kLookupAnswerMargin, timeout / 2);
+  const int64_t wait_ms = absl::ToInt64Milliseconds(timeout - margin);
+  // 0 would ask for nehostd's default wait, which may outlast the deadline.
+  return static_cast<uint32_t>(std::clamp<int64_t>(wait_ms, 1, UINT32_MAX));
+}
+
+ExitCode Lookup(const GlobalOptions& options, const std::string& name) {
+  return ShowRegistration(options, "lookup", name, &SupervisorClient::Lookup);
+}
+
+ExitCode List(const GlobalOptions& options) {
+  absl::StatusOr<ListResponse> list = SupervisorClient(options).List();
+  if (!list.ok()) return Fail("list", list.status(), Server::kSupervisor);
+
+  std::cout << FormatServiceList(*list, options.format);
+  return ExitCode::kOk;
+}
+
+ExitCode ShowStatus(const GlobalOptions& options, const std::string& name) {
+  return CallService(
+      options, "status", name, [](FilterClient& service) { return service.Status(); },
+      [&](const StatusResponse& status) { return FormatStatus(name, status, options.format); });
+}
+
+ExitCode Start(const GlobalOptions& options, const std::string& name) {
+  return ShowRegistration(options, "start", name, &SupervisorClient::Start);
+}
+
+ExitCode Stop(const GlobalOptions& options, const std::string& name) {
+  return ShowRegistration(options, "stop", name, &SupervisorClient::Stop);
+}
+
+ExitCode Restart(const GlobalOptions& options, const std::string& name) {
+  return ShowRegistration(options, "restart", name, &SupervisorClient::Restart);
+}
+
+ExitCode ListRules(const GlobalOptions& options, const std::string& name) {
+  return CallService(
+      options, "rules list", name, [](FilterClient& service) { return service.ListRules(); },
+      [&](const ListRulesResponse& rules) { return FormatRules(name, rules, options.format); });
+}
+
+ExitCode AddRule(const GlobalOptions& options, const std::string& name, const Rule& rule) {
+  return CallService(
+      options, "rules add", name, [&](FilterClient& service) { return service.AddRule(rule); },
+      [&](const AddRuleResponse& added) { return FormatAddedRule(name, added, options.format); });
+}
+
+ExitCode RemoveRule(const GlobalOptions& options, const std::string& name,
+                    const std::string& domain, Rule::Match match) {
+  return CallService(
+      options, "rules remove", name,
+      [&](FilterClient& service) { return service.RemoveRule(domain, match); },
+      [&](const RemoveRuleResponse& removed) {
+        return FormatRemovedRules(name, domain, removed, options.format);
+      });
+}
+
+ExitCode Watch(const GlobalOptions& options, const std::string& name) {
+  const sigset_t interrupts = BlockInterrupts();
+  SupervisorClient supervisor(options);
+  grpc::ClientContext context;
+  CancelOnInterrupt canceller(&context, interrupts);
+
+  std::unique_ptr<grpc::ClientReader<Event>> stream = supervisor.Watch(&context, name);
+  for (Event event; stream->Read(&event);) {
+    std::cout << FormatEvent(event, options.format) << std::flush;
+  }
+  grpc::Status ended = stream->Finish();
+  if (ended.ok() || canceller.interrupted()) return ExitCode::kOk;
+
+  const std::string what = name.empty() ? "watch" : absl::StrCat("watch ", name);
+  return Fail(what, supervisor.Explain({ended}), Server::kSupervisor);
+}
+
+}  // namespace nehost::agent

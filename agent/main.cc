@@ -1,0 +1,406 @@
+// nehostctl, the command-line agent: finds the services nehostd hosts by name and talks to
+// them. This file reads the command line and dispatches; the commands are in commands.cc.
+//
+// Global flags may come before or after the command, so they are parsed first, wherever they
+// are; what remains names the command, its arguments and its own flags.
+#include <algorithm>
+#include <boost/program_options.hpp>
+#include <cstdlib>
+#include <iostream>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/algorithm/container.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "agent/commands.h"
+#include "common/unix_socket.h"
+#include "common/version.h"
+
+namespace nehost::agent {
+namespace {
+
+namespace po = boost::program_options;
+
+constexpr char kRuntimeDirVariable[] = "NEHOST_RUNTIME_DIR";
+// A day: a longer deadline is surely a typo.
+constexpr int64_t kMaxTimeoutMs = int64_t{24} * 3600 * 1000;
+
+// What a command gets after its name: its arguments in order, and the flags it was given.
+struct Arguments {
+  std::vector<std::string> values;
+  std::set<std::string> flags;
+
+  bool Has(const std::string& flag) const { return flags.count(flag) > 0; }
+};
+
+// Every member has an initializer, so that the table below names only what a command uses.
+struct Command {
+  std::string name = {};                    // "rules add"
+  std::vector<std::string> arguments = {};  // required, in order
+  std::string optional_argument = {};       // may follow the required ones
+  // Each entry is one flag, or alternatives that exclude each other: "--suffix|--exact".
+  std::vector<std::string> flags = {};
+  std::string summary = {};  // one line, for the command list
+  std::string details = {};  // for 'nehostctl help COMMAND'
+  ExitCode (*run)(const GlobalOptions& options, const Arguments& arguments) = nullptr;
+};
+
+// The global flags, and the command line without them.
+struct CommandLine {
+  GlobalOptions options;
+  bool help = false;
+  bool version = false;
+  std::vector<std::string> positional = {};  // the command's name words and arguments
+  std::vector<std::string> flags = {};       // the command's own flags
+};
+
+ExitCode UsageError(absl::string_view message, absl::string_view topic = "") {
+  const std::string help = topic.empty() ? "--help" : absl::StrCat("help ", topic);
+  std::cerr << "nehostctl: " << message << "; run 'nehostctl " << help << "' for usage\n";
+  return ExitCode::kUsage;
+}
+
+ExitCode RunRulesAdd(const GlobalOptions& options, const Arguments& arguments) {
+  Rule rule;
+  rule.set_domain(arguments.values[1]);
+  rule.set_action(arguments.Has("--allow") ? Rule::ALLOW : Rule::DENY);
+  rule.set_match(arguments.Has("--suffix") ? Rule::SUFFIX : Rule::EXACT);
+  return AddRule(options, arguments.values[0], rule);
+}
+
+ExitCode RunRulesRemove(const GlobalOptions& options, const Arguments& arguments) {
+  Rule::Match match = Rule::MATCH_UNSPECIFIED;
+  if (arguments.Has("--exact")) match = Rule::EXACT;
+  if (arguments.Has("--suffix")) match = Rule::SUFFIX;
+  return RemoveRule(options, arguments.values[0], arguments.values[1], match);
+}
+
+const std::vector<Command>& Commands() {
+  using A = const Arguments&;
+  using O = const GlobalOptions&;
+  static const std::vector<Command> commands = {
+      {.name = "lookup",
+       .arguments = {"NAME"},
+       .summary = "show the verified registration of a service",
+       .details = "Asks nehostd for the registration of NAME. nehostd answers only after\n"
+                  "checking that the registered process is alive and is the one it launched;\n"
+                  "a service that is starting is waited for, within the timeout.",
+       .run = [](O o, A a) { return Lookup(o, a.values[0]); }},
+      {.name = "list",
+       .summary = "list every service with its state",
+       .details = "Lists every service nehostd knows. A service that is not ready shows why.",
+       .run = [](O o, A) { return List(o); }},
+      {.name = "status",
+       .arguments = {"NAME"},
+       .summary = "ask a service itself how it is",
+       .details = "Looks NAME up, then asks the service on its endpoint for its version, pid,\n"
+                  "generation, uptime and rule count.",
+       .run = [](O o, A a) { return ShowStatus(o, a.values[0]); }},
+      {.name = "start",
+       .arguments = {"NAME"},
+       .summary = "enable a service and start it",
+       .details = "Enables NAME and starts it. It stays enabled across restarts of nehostd.",
+       .run = [](O o, A a) { return Start(o, a.values[0]); }},
+      {.name = "stop",
+       .arguments = {"NAME"},
+       .summary = "disable a service and stop it",
+       .details = "Disables NAME and stops it. It stays stopped across restarts of nehostd.",
+       .run = [](O o, A a) { return Stop(o, a.values[0]); }},
+      {.name = "restart",
+       .arguments = {"NAME"},
+       .summary = "start a new generation of a service",
+       .details = "Stops the current generation of NAME and starts a new one.",
+       .run = [](O o, A a) { return Restart(o, a.values[0]); }},
+      {.name = "rules list",
+       .arguments = {"NAME"},
+       .summary = "list the domain rules of a filter service",
+       .details = "Lists the domain rules of the filter service NAME.",
+       .run = [](O o, A a) { return ListRules(o, a.values[0]); }},
+      {.name = "rules add",
+       .arguments = {"NAME", "DOMAIN"},
+       .flags = {"--allow", "--suffix"},
+       .summary = "add a domain rule",
+       .details = "Adds a rule for DOMAIN to the filter service NAME. By default the rule\n"
+                  "denies DOMAIN itself.\n\n"
+                  "  --allow   allow DOMAIN instead of denying it\n"
+                  "  --suffix  match DOMAIN and every name below it",
+       .run = RunRulesAdd},
+      {.name = "rules remove",
+       .arguments = {"NAME", "DOMAIN"},
+       .flags = {"--suffix|--exact"},
+       .summary = "remove domain rules",
+       .details = "Removes the rules for DOMAIN from the filter service NAME: every rule of\n"
+                  "DOMAIN, or only the one that --suffix or --exact names.",
+       .run = RunRulesRemove},
+      {.name = "watch",
+       .optional_argument = "NAME",
+       .summary = "print lifecycle events as they happen",
+       .details = "Prints nehostd's lifecycle events, of NAME or of every service, one line\n"
+                  "each, until Ctrl-C or until nehostd ends the stream. With --json each line\n"
+                  "is a JSON object.",
+       .run = [](O o, A a) { return Watch(o, a.values.empty() ? "" : a.values[0]); }},
+  };
+  return commands;
+}
+
+const Command* FindCommand(const std::string& name) {
+  for (const Command& command : Commands()) {
+    if (command.name == name) return &command;
+  }
+  return nullptr;
+}
+
+// How many leading words name the command: "rules" takes a second one.
+size_t NameLength(const std::vector<std::string>& positional) {
+  return positional.size() >= 2 && positional[0] == "rules" ? 2 : 1;
+}
+
+std::string Synopsis(const Command& command) {
+  std::vector<std::string> words = {command.name};
+  words.insert(words.end(), command.arguments.begin(), command.arguments.end());
+  if (!command.optional_argument.empty()) words.push_back("[" + command.optional_argument + "]");
+  for (const std::string& flag : command.flags) words.push_back("[" + flag + "]");
+  return absl::StrJoin(words, " ");
+}
+
+using CommandList = std::vector<std::pair<std::string, std::string>>;  // synopsis, summary
+
+CommandList ListOf(const std::vector<const Command*>& commands) {
+  CommandList list;
+  for (const Command* command : commands) list.emplace_back(Synopsis(*command), command->summary);
+  return list;
+}
+
+void PrintCommandList(const CommandList& list) {
+  size_t width = 0;
+  for (const auto& [synopsis, summary] : list) width = std::max(width, synopsis.size());
+  for (const auto& [synopsis, summary] : list) {
+    std::cout << "  " << synopsis << std::string(width - synopsis.size() + 2, ' ') << summary
+              << "\n";
+  }
+}
+
+void PrintHelp(const po::options_description& globals) {
+  std::vector<const Command*> commands;
+  for (const Command& command : Commands()) commands.push_back(&command);
+  CommandList list = ListOf(commands);
+  list.emplace_back("help [COMMAND]", "show this text, or a command's");
+
+  std::cout << "usage: nehostctl [GLOBAL FLAGS] COMMAND [ARGUMENTS]\n\n"
+               "Finds the services that nehostd hosts by name, and talks to them.\n\n"
+               "commands:\n";
+  PrintCommandList(list);
+  std::cout << "\n"
+            << globals << "\n"
+            << "exit status: 0 ok, 1 other failure, 2 usage, 3 unknown service name,\n"
+               "4 unavailable (nehostd or the service not running, not ready, or too slow)\n";
+}
+
+// 'nehostctl help TOPIC', 'nehostctl TOPIC --help'. A topic is a command or the "rules"
+// group.
+ExitCode Help(const std::vector<std::string>& topic_words, const po::options_description& globals) {
+  const std::string topic = absl::StrJoin(topic_words, " ");
+  if (topic.empty()) {
+    PrintHelp(globals);
+    return ExitCode::kOk;
+  }
+  if (const Command* command = FindCommand(topic)) {
+    std::cout << "usage: nehostctl [GLOBAL FLAGS] " << Synopsis(*command) << "\n\n"
+              << command->details << "\n\nGlobal flags: see 'nehostctl --help'.\n";
+    return ExitCode::kOk;
+  }
+
+  std::vector<const Command*> group;
+  for (const Command& command : Commands()) {
+    if (absl::StartsWith(command.name, topic + " ")) group.push_back(&command);
+  }
+  if (group.empty()) return UsageError(absl::StrCat("unknown command '", topic, "'"));
+  std::cout << "usage: nehostctl [GLOBAL FLAGS] " << topic << " COMMAND\n\ncommands:\n";
+  PrintCommandList(ListOf(group));
+  return ExitCode::kOk;
+}
+
+po::options_description GlobalFlags() {
+  const int64_t default_timeout_ms = absl::ToInt64Milliseconds(kDefaultTimeout);
+  po::options_description flags("global flags, before or after the command", 100);
+  auto add = flags.add_options();
+  add("runtime-dir", po::value<std::string>()->value_name("DIR"),
+      "nehostd's runtime folder (default: $NEHOST_RUNTIME_DIR, else /run/nehost)");
+  add("json", po::bool_switch(), "print JSON: one object, or one per line for watch");
+  add("timeout-ms", po::value<int64_t>()->value_name("N")->default_value(default_timeout_ms),
+      "deadline of each call, in milliseconds");
+  add("help,h", po::bool_switch(), "show help; 'nehostctl help COMMAND' for one command");
+  add("version", po::bool_switch(), "print the version");
+  return flags;
+}
+
+// The flag, else the environment, else the default.
+absl::StatusOr<std::string> RuntimeDir(const po::variables_map& values) {
+  if (values.count("runtime-dir") > 0) {
+    const std::string& dir = values["runtime-dir"].as<std::string>();
+    if (dir.empty()) return absl::InvalidArgumentError("--runtime-dir is empty");
+    return dir;
+  }
+  const char* from_environment = std::getenv(kRuntimeDirVariable);
+  if (from_environment != nullptr && *from_environment != '\0') return from_environment;
+  return kDefaultRuntimeDir;
+}
+
+absl::StatusOr<GlobalOptions> ReadGlobalOptions(const po::variables_map& values) {
+  GlobalOptions options;
+  absl::StatusOr<std::string> runtime_dir = RuntimeDir(values);
+  if (!runtime_dir.ok()) return runtime_dir.status();
+  options.runtime_dir = *runtime_dir;
+
+  const int64_t timeout_ms = values["timeout-ms"].as<int64_t>();
+  if (timeout_ms < 1 || timeout_ms > kMaxTimeoutMs) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--timeout-ms ", timeout_ms, " is not between 1 and ", kMaxTimeoutMs));
+  }
+  options.timeout = absl::Milliseconds(timeout_ms);
+  options.format = values["json"].as<bool>() ? OutputFormat::kJson : OutputFormat::kTable;
+  return options;
+}
+
+// Takes the global flags from anywhere on the line into values. The other words come back in
+// order: the command's own flags among them are unknown to this parser, which leaves them be.
+absl::StatusOr<std::vector<std::string>> ParseGlobalFlags(int argc, char** argv,
+                                                          const po::options_description& globals,
+                                                          po::variables_map& values) {
+  po::options_description all;
+  all.add(globals).add_options()("words", po::value<std::vector<std::string>>());
+  po::positional_options_description positional;
+  positional.add("words", -1);
+  // Abbreviations would let a new flag change what an old command line means.
+  const int style = po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
+
+  try {
+    po::parsed_options parsed = po::command_line_parser(argc, argv)
+                                    .options(all)
+                                    .positional(positional)
+                                    .style(style)
+                                    .allow_unregistered()
+                                    .run();
+    po::store(parsed, values);
+    return po::collect_unrecognized(parsed.options, po::include_positional);
+  } catch (const po::error& error) {
+    return absl::InvalidArgumentError(error.what());
+  }
+}
+
+absl::StatusOr<CommandLine> ParseCommandLine(int argc, char** argv,
+                                             const po::options_description& globals) {
+  po::variables_map values;
+  absl::StatusOr<std::vector<std::string>> rest = ParseGlobalFlags(argc, argv, globals, values);
+  if (!rest.ok()) return rest.status();
+  absl::StatusOr<GlobalOptions> options = ReadGlobalOptions(values);
+  if (!options.ok()) return options.status();
+
+  CommandLine line{.options = *options,
+                   .help = values["help"].as<bool>(),
+                   .version = values["version"].as<bool>()};
+  for (std::string& word : *rest) {
+    const bool is_flag = word.size() > 1 && word[0] == '-';
+    (is_flag ? line.flags : line.positional).push_back(std::move(word));
+  }
+  return line;
+}
+
+// The command that the leading words name.
+absl::StatusOr<const Command*> ResolveCommand(const std::vector<std::string>& positional) {
+  const size_t length = NameLength(positional);
+  const std::string name = absl::StrJoin(positional.begin(), positional.begin() + length, " ");
+  if (const Command* command = FindCommand(name)) return command;
+  if (name == "rules") return absl::InvalidArgumentError("rules: missing list, add or remove");
+  return absl::InvalidArgumentError(absl::StrCat("unknown command '", name, "'"));
+}
+
+// Adds flag to the arguments if the command takes it and no alternative to it was given.
+absl::Status TakeFlag(const Command& command, const std::string& flag, Arguments& arguments) {
+  for (const std::string& entry : command.flags) {
+    std::vector<std::string> alternatives = absl::StrSplit(entry, '|');
+    if (absl::c_find(alternatives, flag) == alternatives.end()) continue;
+    for (const std::string& other : alternatives) {
+      if (other != flag && arguments.Has(other)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(command.name, ": ", other, " and ", flag, " exclude each other"));
+      }
+    }
+    arguments.flags.insert(flag);
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(command.name, ": unknown flag ", flag));
+}
+
+// Checks the words after the command's name against what the command takes.
+absl::StatusOr<Arguments> ReadArguments(const Command& command, const CommandLine& line) {
+  Arguments arguments;
+  arguments.values.assign(line.positional.begin() + NameLength(line.positional),
+                          line.positional.end());
+
+  const size_t given = arguments.values.size();
+  const size_t required = command.arguments.size();
+  const size_t allowed = required + (command.optional_argument.empty() ? 0 : 1);
+  if (given < required) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(command.name, ": missing ", command.arguments[given]));
+  }
+  if (given > allowed) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(command.name, ": unexpected argument '", arguments.values[allowed], "'"));
+  }
+
+  for (const std::string& flag : line.flags) {
+    absl::Status taken = TakeFlag(command, flag, arguments);
+    if (!taken.ok()) return taken;
+  }
+  return arguments;
+}
+
+ExitCode Dispatch(const CommandLine& line) {
+  absl::StatusOr<const Command*> command = ResolveCommand(line.positional);
+  if (!command.ok()) {
+    const bool in_rules = line.positional[0] == "rules";
+    return UsageError(command.status().message(), in_rules ? "rules" : "");
+  }
+  absl::StatusOr<Arguments> arguments = ReadArguments(**command, line);
+  if (!arguments.ok()) return UsageError(arguments.status().message(), (*command)->name);
+
+  // Every call would fail on a socket path too long for sockaddr_un: say so before any.
+  const std::string socket = SupervisorSocketPath(line.options.runtime_dir);
+  if (absl::Status fits = CheckUnixPath(socket); !fits.ok()) {
+    std::cerr << "nehostctl: runtime folder: " << fits.message() << "\n";
+    return ExitCode::kUsage;
+  }
+  return (*command)->run(line.options, *arguments);
+}
+
+ExitCode Run(int argc, char** argv) {
+  const po::options_description globals = GlobalFlags();
+  absl::StatusOr<CommandLine> line = ParseCommandLine(argc, argv, globals);
+  if (!line.ok()) return UsageError(line.status().message());
+  if (line->version) {
+    std::cout << "nehostctl " << kVersion << "\n";
+    return ExitCode::kOk;
+  }
+
+  const std::vector<std::string>& words = line->positional;
+  if (!words.empty() && words[0] == "help") return Help({words.begin() + 1, words.end()}, globals);
+  if (line->help) {
+    const size_t name_length = std::min(words.size(), NameLength(words));
+    return Help({words.begin(), words.begin() + name_length}, globals);
+  }
+  if (words.empty()) return UsageError("missing COMMAND");
+  return Dispatch(*line);
+}
+
+}  // namespace
+}  // namespace nehost::agent
+
+int main(int argc, char** argv) { return static_cast<int>(nehost::agent::Run(argc, argv)); }

@@ -1,0 +1,407 @@
+#include "agent/output.h"
+
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/time_util.h>
+#include <google/protobuf/util/type_resolver.h>
+#include <google/protobuf/util/type_resolver_util.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <iostream>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+
+namespace nehost::agent {
+namespace {
+
+using google::protobuf::Struct;
+using google::protobuf::Timestamp;
+using google::protobuf::Value;
+using google::protobuf::util::TimeUtil;
+using supervisor::v1::ExitRecord;
+
+using Rows = std::vector<std::vector<std::string>>;
+
+Value Text(absl::string_view text) {
+  Value value;
+  value.set_string_value(std::string(text));
+  return value;
+}
+
+Value Number(double number) {
+  Value value;
+  value.set_number_value(number);
+  return value;
+}
+
+Value Boolean(bool flag) {
+  Value value;
+  value.set_bool_value(flag);
+  return value;
+}
+
+Value Time(const Timestamp& at) { return Text(TimeUtil::ToString(at)); }
+
+Value Object(Struct object) {
+  Value value;
+  *value.mutable_struct_value() = std::move(object);
+  return value;
+}
+
+template <typename Items, typename ToObject>
+Value ListOf(const Items& items, ToObject to_object) {
+  Value value;
+  google::protobuf::ListValue* list = value.mutable_list_value();  // so that none prints as []
+  for (const auto& item : items) *list->add_values() = Object(to_object(item));
+  return value;
+}
+
+void Set(Struct& object, const std::string& key, Value value) {
+  (*object.mutable_fields())[key] = std::move(value);
+}
+
+// Protobuf keeps a Struct's fields in a hash map whose order changes from run to run;
+// deterministic serialization sorts them, so the same answer always prints the same line.
+std::string JsonLine(const Struct& object) {
+  std::string binary;
+  {
+    google::protobuf::io::StringOutputStream stream(&binary);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    object.SerializeToCodedStream(&coded);
+  }
+
+  static google::protobuf::util::TypeResolver* const resolver =
+      google::protobuf::util::NewTypeResolverForDescriptorPool(
+          "type.googleapis.com", google::protobuf::DescriptorPool::generated_pool());
+  std::string json;
+  auto printed = google::protobuf::util::BinaryToJsonString(
+      resolver, "type.googleapis.com/google.protobuf.Struct", binary, &json);
+
+  // Only NaN or infinity could fail, and nothing here builds them: a broken invariant.
+  if (!printed.ok()) {
+    std::cerr << "nehostctl: cannot print JSON: " << printed.ToString() << "\n";
+    std::abort();
+  }
+  return json + "\n";
+}
+
+// Columns two spaces apart, each as wide as its widest cell. The last cell of a row is not
+// padded, so no line ends in spaces.
+std::string Columns(const Rows& rows) {
+  std::vector<size_t> widths;
+  for (const std::vector<std::string>& row : rows) {
+    widths.resize(std::max(widths.size(), row.size()));
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+
+  std::string text;
+  for (const std::vector<std::string>& row : rows) {
+    for (size_t i = 0; i + 1 < row.size(); ++i) {
+      absl::StrAppend(&text, row[i], std::string(widths[i] - row[i].size() + 2, ' '));
+    }
+    absl::StrAppend(&text, row.empty() ? "" : row.back(), "\n");
+  }
+  return text;
+}
+
+std::string PidText(int32_t pid) { return pid == 0 ? "-" : absl::StrCat(pid); }
+
+std::string RuleText(const Rule& rule) {
+  return absl::StrCat(ActionName(rule.action()), " ", rule.domain(), " (", MatchName(rule.match()),
+                      ")");
+}
+
+// "crashed: killed by signal 9 (Killed)"
+std::string ExitCause(const ExitRecord& exit) {
+  std::string how = exit.description();
+  if (how.empty() && exit.signal() != 0) how = absl::StrCat("signal ", exit.signal());
+  if (how.empty()) how = absl::StrCat("exit code ", exit.exit_code());
+  return absl::StrCat(StopReasonName(exit.reason()), ": ", how);
+}
+
+std::string ExitText(const ExitRecord& exit) {
+  std::string text =
+      absl::StrCat("generation ", exit.generation(), " pid ", exit.pid(), " ", ExitCause(exit));
+  if (exit.has_at()) text = absl::StrCat(TimeUtil::ToString(exit.at()), " ", text);
+  return text;
+}
+
+Struct ExitObject(const ExitRecord& exit) {
+  Struct object;
+  Set(object, "generation", Number(exit.generation()));
+  Set(object, "pid", Number(exit.pid()));
+  Set(object, "reason", Text(StopReasonName(exit.reason())));
+  if (exit.signal() != 0) {
+    Set(object, "signal", Number(exit.signal()));
+  } else {
+    Set(object, "exit_code", Number(exit.exit_code()));
+  }
+  if (exit.has_at()) Set(object, "at", Time(exit.at()));
+  if (!exit.description().empty()) Set(object, "description", Text(exit.description()));
+  return object;
+}
+
+Struct RuleObject(const Rule& rule) {
+  Struct object;
+  Set(object, "domain", Text(rule.domain()));
+  Set(object, "action", Text(ActionName(rule.action())));
+  Set(object, "match", Text(MatchName(rule.match())));
+  return object;
+}
+
+// The fields proto3 leaves out when they hold their default, left out here too.
+void AddPresentFields(const Registration& registration, Struct& object) {
+  const Registration& r = registration;
+  if (!r.state_reason().empty()) Set(object, "state_reason", Text(r.state_reason()));
+  if (!r.executable().empty()) Set(object, "executable", Text(r.executable()));
+  if (r.start_time_ticks() != 0) Set(object, "start_time_ticks", Number(r.start_time_ticks()));
+  if (r.restart_count() != 0) Set(object, "restart_count", Number(r.restart_count()));
+  if (r.recent_exits_size() > 0) Set(object, "recent_exits", ListOf(r.recent_exits(), ExitObject));
+  if (r.has_next_attempt_at()) Set(object, "next_attempt_at", Time(r.next_attempt_at()));
+  if (!r.status_text().empty()) Set(object, "status_text", Text(r.status_text()));
+}
+
+Struct RegistrationObject(const Registration& registration) {
+  Struct object;
+  Set(object, "name", Text(registration.name()));
+  Set(object, "generation", Number(registration.generation()));
+  Set(object, "pid", Number(registration.pid()));
+  Set(object, "version", Text(registration.version()));
+  Set(object, "state", Text(StateName(registration.state())));
+  Set(object, "endpoint", Text(registration.endpoint()));
+  Set(object, "enabled", Boolean(registration.enabled()));
+  AddPresentFields(registration, object);
+  return object;
+}
+
+void AddPresentRows(const Registration& registration, Rows& rows) {
+  const Registration& r = registration;
+  if (!r.executable().empty()) rows.push_back({"executable:", r.executable()});
+  if (r.start_time_ticks() != 0) {
+    rows.push_back({"start_time_ticks:", absl::StrCat(r.start_time_ticks())});
+  }
+  if (r.restart_count() != 0) rows.push_back({"restart_count:", absl::StrCat(r.restart_count())});
+  if (!r.status_text().empty()) rows.push_back({"status_text:", r.status_text()});
+  if (r.has_next_attempt_at()) {
+    rows.push_back({"next_attempt_at:", TimeUtil::ToString(r.next_attempt_at())});
+  }
+  for (int i = 0; i < r.recent_exits_size(); ++i) {
+    rows.push_back({i == 0 ? "recent_exits:" : "", ExitText(r.recent_exits(i))});
+  }
+}
+
+Rows RegistrationRows(const Registration& registration) {
+  Rows rows = {{"name:", registration.name()}, {"state:", StateName(registration.state())}};
+  if (!registration.state_reason().empty()) {
+    rows.push_back({"state_reason:", registration.state_reason()});
+  }
+  rows.push_back({"generation:", absl::StrCat(registration.generation())});
+  rows.push_back({"pid:", PidText(registration.pid())});
+  rows.push_back({"version:", registration.version()});
+  rows.push_back({"endpoint:", registration.endpoint()});
+  rows.push_back({"enabled:", registration.enabled() ? "yes" : "no"});
+  AddPresentRows(registration, rows);
+  return rows;
+}
+
+// The reason matters most when something is wrong, and would only be noise beside "ready".
+std::string StateCell(const Registration& registration) {
+  std::string cell = StateName(registration.state());
+  if (registration.state() != supervisor::v1::READY && !registration.state_reason().empty()) {
+    absl::StrAppend(&cell, " (", registration.state_reason(), ")");
+  }
+  return cell;
+}
+
+std::string ServiceName(const std::string& name, const StatusResponse& status) {
+  return status.service().empty() ? name : status.service();
+}
+
+}  // namespace
+
+std::string FormatRegistration(const Registration& registration, OutputFormat format) {
+  if (format == OutputFormat::kJson) return JsonLine(RegistrationObject(registration));
+  return Columns(RegistrationRows(registration));
+}
+
+std::string FormatServiceList(const ListResponse& list, OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    Struct object;
+    Set(object, "services", ListOf(list.registrations(), RegistrationObject));
+    return JsonLine(object);
+  }
+
+  Rows rows = {{"NAME", "STATE", "GEN", "PID", "VERSION", "ENDPOINT"}};
+  for (const Registration& r : list.registrations()) {
+    rows.push_back({r.name(), StateCell(r), absl::StrCat(r.generation()), PidText(r.pid()),
+                    r.version(), r.endpoint()});
+  }
+  return Columns(rows);
+}
+
+std::string FormatStatus(const std::string& name, const StatusResponse& status,
+                         OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    Struct object;
+    Set(object, "service", Text(ServiceName(name, status)));
+    Set(object, "version", Text(status.version()));
+    Set(object, "pid", Number(status.pid()));
+    Set(object, "generation", Number(status.generation()));
+    Set(object, "uptime_ms", Number(status.uptime_ms()));
+    Set(object, "rule_count", Number(status.rule_count()));
+    return JsonLine(object);
+  }
+
+  return Columns({{"service:", ServiceName(name, status)},
+                  {"version:", status.version()},
+                  {"pid:", PidText(status.pid())},
+                  {"generation:", absl::StrCat(status.generation())},
+                  {"uptime:", absl::FormatDuration(absl::Milliseconds(status.uptime_ms()))},
+                  {"rule_count:", absl::StrCat(status.rule_count())}});
+}
+
+std::string FormatRules(const std::string& name, const ListRulesResponse& rules,
+                        OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    Struct object;
+    Set(object, "service", Text(name));
+    Set(object, "rules", ListOf(rules.rules(), RuleObject));
+    return JsonLine(object);
+  }
+
+  Rows rows = {{"DOMAIN", "ACTION", "MATCH"}};
+  for (const Rule& rule : rules.rules()) {
+    rows.push_back({rule.domain(), ActionName(rule.action()), MatchName(rule.match())});
+  }
+  return Columns(rows);
+}
+
+std::string FormatAddedRule(const std::string& name, const AddRuleResponse& added,
+                            OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    Struct object;
+    Set(object, "service", Text(name));
+    Set(object, "added", Boolean(added.added()));
+    Set(object, "rule", Object(RuleObject(added.rule())));
+    return JsonLine(object);
+  }
+
+  const char* what = added.added() ? "added rule: " : "rule already in force: ";
+  return absl::StrCat(what, RuleText(added.rule()), "\n");
+}
+
+std::string FormatRemovedRules(const std::string& name, const std::string& domain,
+                               const RemoveRuleResponse& removed, OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    Struct object;
+    Set(object, "service", Text(name));
+    Set(object, "domain", Text(domain));
+    Set(object, "removed", Number(removed.removed()));
+    return JsonLine(object);
+  }
+
+  if (removed.removed() == 0) return absl::StrCat("no rule of ", domain, " matched\n");
+  const char* rules = removed.removed() == 1 ? " rule" : " rules";
+  return absl::StrCat("removed ", removed.removed(), rules, " of ", domain, "\n");
+}
+
+std::string FormatEvent(const Event& event, OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    Struct object;
+    Set(object, "at", Time(event.at()));
+    Set(object, "name", Text(event.name()));
+    Set(object, "generation", Number(event.generation()));
+    Set(object, "pid", Number(event.pid()));
+    Set(object, "state", Text(StateName(event.state())));
+    Set(object, "kind", Text(event.kind()));
+    if (!event.message().empty()) Set(object, "message", Text(event.message()));
+    if (event.has_exit()) Set(object, "exit", Object(ExitObject(event.exit())));
+    return JsonLine(object);
+  }
+
+  std::string detail = event.message();
+  if (detail.empty() && event.has_exit()) detail = ExitCause(event.exit());
+  std::vector<std::string> parts = {TimeUtil::ToString(event.at()), event.name(), event.kind(),
+                                    absl::StrCat("generation=", event.generation(), " pid=",
+                                                 event.pid(), " state=", StateName(event.state()))};
+  if (!detail.empty()) parts.push_back(detail);
+  return absl::StrCat(absl::StrJoin(parts, "  "), "\n");
+}
+
+std::string StateName(ServiceState state) {
+  switch (state) {
+    case supervisor::v1::SERVICE_STATE_UNSPECIFIED:
+      return "unspecified";
+    case supervisor::v1::STARTING:
+      return "starting";
+    case supervisor::v1::READY:
+      return "ready";
+    case supervisor::v1::DRAINING:
+      return "draining";
+    case supervisor::v1::STOPPING:
+      return "stopping";
+    case supervisor::v1::STOPPED:
+      return "stopped";
+    case supervisor::v1::BACKOFF:
+      return "backoff";
+    case supervisor::v1::FAILED:
+      return "failed";
+    default:  // a state added after this nehostctl was built
+      return absl::StrCat("state_", static_cast<int>(state));
+  }
+}
+
+std::string StopReasonName(StopReason reason) {
+  switch (reason) {
+    case supervisor::v1::STOP_REASON_UNSPECIFIED:
+      return "unspecified";
+    case supervisor::v1::REQUESTED:
+      return "requested";
+    case supervisor::v1::SUPERSEDED:
+      return "superseded";
+    case supervisor::v1::CRASHED:
+      return "crashed";
+    case supervisor::v1::NEVER_READY:
+      return "never_ready";
+    case supervisor::v1::HOST_SHUTDOWN:
+      return "host_shutdown";
+    default:
+      return absl::StrCat("reason_", static_cast<int>(reason));
+  }
+}
+
+// An unspecified action or match means the proto's default, which the filter applies.
+std::string ActionName(Rule::Action action) {
+  switch (action) {
+    case Rule::ALLOW:
+      return "allow";
+    case Rule::DENY:
+    case Rule::ACTION_UNSPECIFIED:
+      return "deny";
+    default:
+      return absl::StrCat("action_", static_cast<int>(action));
+  }
+}
+
+std::string MatchName(Rule::Match match) {
+  switch (match) {
+    case Rule::SUFFIX:
+      return "suffix";
+    case Rule::EXACT:
+    case Rule::MATCH_UNSPECIFIED:
+      return "exact";
+    default:
+      return absl::StrCat("match_", static_cast<int>(match));
+  }
+}
+
+}  // namespace nehost::agent

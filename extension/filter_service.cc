@@ -1,0 +1,60 @@
+#include "extension/filter_service.h"
+
+#include <unistd.h>
+
+#include <utility>
+
+#include "common/grpc_server.h"
+#include "common/version.h"
+#include "spdlog/spdlog.h"
+
+namespace nehost::filter {
+
+FilterService::FilterService(RuleStore* store, InstanceInfo instance)
+    : store_(store), instance_(std::move(instance)) {}
+
+grpc::Status FilterService::Status(grpc::ServerContext*, const v1::StatusRequest*,
+                                   v1::StatusResponse* response) {
+  auto uptime = std::chrono::steady_clock::now() - instance_.started;
+
+  response->set_version(kVersion);
+  response->set_pid(::getpid());
+  response->set_generation(instance_.generation);
+  response->set_service(instance_.service);
+  response->set_uptime_ms(std::chrono::duration_cast<std::chrono::milliseconds>(uptime).count());
+  response->set_rule_count(store_->size());
+  return grpc::Status::OK;
+}
+
+grpc::Status FilterService::ListRules(grpc::ServerContext*, const v1::ListRulesRequest*,
+                                      v1::ListRulesResponse* response) {
+  for (Rule& rule : store_->List()) *response->add_rules() = std::move(rule);
+  return grpc::Status::OK;
+}
+
+grpc::Status FilterService::AddRule(grpc::ServerContext*, const v1::AddRuleRequest* request,
+                                    v1::AddRuleResponse* response) {
+  absl::StatusOr<RuleStore::AddResult> result = store_->Add(request->rule());
+  if (!result.ok()) {
+    spdlog::debug("add rule refused error=\"{}\"", std::string(result.status().message()));
+    return ToGrpcStatus(result.status());
+  }
+
+  response->set_added(result->added);
+  *response->mutable_rule() = std::move(result->rule);
+  return grpc::Status::OK;
+}
+
+grpc::Status FilterService::RemoveRule(grpc::ServerContext*, const v1::RemoveRuleRequest* request,
+                                       v1::RemoveRuleResponse* response) {
+  absl::StatusOr<size_t> removed = store_->Remove(request->domain(), request->match());
+  if (!removed.ok()) {
+    spdlog::debug("remove rule refused error=\"{}\"", std::string(removed.status().message()));
+    return ToGrpcStatus(removed.status());
+  }
+
+  response->set_removed(*removed);
+  return grpc::Status::OK;
+}
+
+}  // namespace nehost::filter

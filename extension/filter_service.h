@@ -1,0 +1,44 @@
+// FilterService answers nehost.filter.v1.Filter: the extension's status and its rule list.
+//
+// It does not own the RuleStore, which must outlive it. Handlers run on gRPC's threads and
+// may run at once; they share nothing but the store, which is thread safe. AddRule and
+// RemoveRule block until the rule file is on disk.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "extension/rule_store.h"
+#include "nehost/filter/v1/filter.grpc.pb.h"
+
+namespace nehost::filter {
+
+// Who this process is, as Status reports it.
+struct InstanceInfo {
+  // The generation nehostd launched it as; 0 when standalone.
+  uint64_t generation = 0;
+  // The name nehostd hosts it under; empty when standalone.
+  std::string service;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+};
+
+class FilterService final : public v1::Filter::Service {
+ public:
+  FilterService(RuleStore* store, InstanceInfo instance);
+
+  grpc::Status Status(grpc::ServerContext* context, const v1::StatusRequest* request,
+                      v1::StatusResponse* response) override;
+  grpc::Status ListRules(grpc::ServerContext* context, const v1::ListRulesRequest* request,
+                         v1::ListRulesResponse* response) override;
+  grpc::Status AddRule(grpc::ServerContext* context, const v1::AddRuleRequest* request,
+                       v1::AddRuleResponse* response) override;
+  grpc::Status RemoveRule(grpc::ServerContext* context, const v1::RemoveRuleRequest* request,
+                          v1::RemoveRuleResponse* response) override;
+
+ private:
+  RuleStore* const store_;
+  const InstanceInfo instance_;
+};
+
+}  // namespace nehost::filter

@@ -1,0 +1,195 @@
+// nehostd: the supervisor. Hosts the services defined in CONFIG/services.d (or the embedded
+// nehost-filter), serves nehost.supervisor.v1 on RUNTIME/nehostd.sock, and stops everything
+// it started on SIGTERM or Ctrl-C.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <cerrno>
+#include <filesystem>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "common/files.h"
+#include "common/grpc_server.h"
+#include "common/log.h"
+#include "common/unix_socket.h"
+#include "common/version.h"
+#include "common/log.h"
+#include "supervisor/supervisor.h"
+#include "supervisor/supervisor_service.h"
+
+namespace po = boost::program_options;
+
+namespace nehost::supervisor {
+namespace {
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+struct Flags {
+  SupervisorOptions options;
+  bool verbose = false;
+};
+
+constexpr char kUsage[] =
+    "usage: nehostd [--config-dir DIR] [--runtime-dir DIR] [--state-dir DIR] [options]\n"
+    "\n"
+    "Hosts long-lived network extensions: launches each service defined in\n"
+    "CONFIG/services.d/*.textproto (with none, the nehost-filter beside this program, as\n"
+    "org.nehost.filter), owns its sockets in RUNTIME/services/, restarts it when it exits,\n"
+    "and answers lookups by name on RUNTIME/nehostd.sock (see nehostctl).\n"
+    "SIGTERM or Ctrl-C stops every service, then nehostd.\n"
+    "\n"
+    "Exit status: 0 after a clean stop, 1 when nehostd cannot run, 2 for bad usage.\n"
+    "\n"
+    "options";
+
+// Returns the exit status to leave with, or -1 to go on.
+int ParseFlags(int argc, char** argv, Flags* flags) {
+  SupervisorOptions& options = flags->options;
+  int64_t lookup_wait_ms = 5000;
+  po::options_description described(kUsage);
+  described.add_options()
+      ("help,h", "print this help and exit")
+      ("version", "print the version and exit")
+      ("config-dir", po::value(&options.config_dir)->default_value("/etc/nehost"),
+       "folder holding services.d/")
+      ("runtime-dir", po::value(&options.runtime_dir)->default_value("/run/nehost"),
+       "folder for nehostd.sock, services/*.sock and notify.sock")
+      ("state-dir", po::value(&options.state_dir)->default_value("/var/lib/nehost"),
+       "folder for registry.json and each service's state in services/NAME/")
+      ("lookup-wait-ms", po::value(&lookup_wait_ms)->default_value(5000),
+       "how long a lookup waits for a starting service")
+      ("verbose,v", po::bool_switch(&flags->verbose), "log routine detail too");
+
+  po::variables_map values;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(described).run(), values);
+    po::notify(values);
+  } catch (const po::error& error) {
+    std::cerr << "nehostd: " << error.what() << "\nrun nehostd --help for usage\n";
+    return kExitUsage;
+  }
+  if (values.count("help") != 0) {
+    std::cout << described << "\n";
+    return kExitOk;
+  }
+  if (values.count("version") != 0) {
+    std::cout << "nehostd " << kVersion << "\n";
+    return kExitOk;
+  }
+  if (lookup_wait_ms <= 0) {
+    std::cerr << "nehostd: --lookup-wait-ms must be positive\n";
+    return kExitUsage;
+  }
+  options.lookup_wait = absl::Milliseconds(lookup_wait_ms);
+  return -1;
+}
+
+std::string SelfDir() {
+  std::error_code error;
+  std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
+  return error ? "." : self.parent_path().string();
+}
+
+// One nehostd per runtime folder: a second one would take over the first one's sockets.
+absl::StatusOr<UniqueFd> LockRuntimeDir(const std::string& runtime_dir) {
+  if (absl::Status made = MakeDirs(runtime_dir, 0755); !made.ok()) return made;
+  std::string path = runtime_dir + "/nehostd.lock";
+  UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+  if (!fd) return ErrnoStatus(errno, "open lock file", path);
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("another nehostd already runs on ", runtime_dir, " (", path, " is locked)"));
+    }
+    return ErrnoStatus(errno, "lock", path);
+  }
+  return fd;
+}
+
+int WaitForStopSignal(const sigset_t& signals) {
+  for (;;) {
+    int signal = 0;
+    if (::sigwait(&signals, &signal) == 0) return signal;
+  }
+}
+
+int Run(const Flags& flags) {
+  const SupervisorOptions& options = flags.options;
+  absl::StatusOr<UniqueFd> lock = LockRuntimeDir(options.runtime_dir);
+  if (!lock.ok()) {
+    spdlog::error("cannot start: {}", lock.status().message());
+    return kExitFailure;
+  }
+
+  Supervisor supervisor(options, MakeProcessLauncher());
+  SupervisorService service(&supervisor);
+
+  // Bound before the services start, so an early client waits in the backlog instead of
+  // being refused.
+  std::string socket_path = supervisor.control_socket_path();
+  absl::StatusOr<UniqueFd> listener = ListenUnix(socket_path, 0660);
+  if (!listener.ok()) {
+    spdlog::error("cannot start: {}", listener.status().message());
+    return kExitFailure;
+  }
+  if (absl::Status started = supervisor.Start(); !started.ok()) {
+    spdlog::error("cannot start: {}", started.message());
+    return kExitFailure;
+  }
+  absl::StatusOr<std::unique_ptr<FdServer>> server = FdServer::Start({&service}, {listener->get()});
+  if (!server.ok()) {
+    spdlog::error("cannot serve {}: {}", socket_path, server.status().message());
+    supervisor.Shutdown();
+    return kExitFailure;
+  }
+
+  spdlog::info("serving socket={} version={} config_dir={} state_dir={}", socket_path, kVersion,
+               options.config_dir, options.state_dir);
+  sd_notify(0, "READY=1\nSTATUS=supervising");
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  int signal = WaitForStopSignal(signals);
+
+  spdlog::info("stopping signal={}: stopping every service first", sigabbrev_np(signal));
+  sd_notify(0, "STOPPING=1");
+  supervisor.Shutdown();
+  // Watch streams end with the supervisor; lookups in flight get a moment to answer.
+  (*server)->Stop(absl::Seconds(2));
+  ::unlink(socket_path.c_str());
+  spdlog::info("stopped");
+  return kExitOk;
+}
+
+}  // namespace
+}  // namespace nehost::supervisor
+
+int main(int argc, char** argv) {
+  using namespace nehost::supervisor;
+
+  // Blocked before any thread exists, so every thread inherits the mask and only sigwait
+  // sees these signals. Children get an empty mask back from the launcher.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  Flags flags;
+  if (int exit_status = ParseFlags(argc, argv, &flags); exit_status >= 0) return exit_status;
+  nehost::InitLogging("nehostd", flags.verbose ? nehost::LogVerbosity::kDebug
+                                               : nehost::LogVerbosity::kNormal);
+  flags.options.self_dir = SelfDir();
+  flags.options.version = nehost::kVersion;
+  return Run(flags);
+}

@@ -1,0 +1,34 @@
+// The gRPC face of the Supervisor: nehost.supervisor.v1.Supervisor on RUNTIME/nehostd.sock.
+//
+// Handlers only translate: requests into Supervisor calls, absl statuses into gRPC ones
+// (once, here). Thread safe, as the Supervisor is; Lookup blocks while a service starts and
+// Watch for as long as the caller keeps the stream.
+#pragma once
+
+#include "nehost/supervisor/v1/supervisor.grpc.pb.h"
+#include "supervisor/supervisor.h"
+
+namespace nehost::supervisor {
+
+class SupervisorService final : public nehost::supervisor::v1::Supervisor::Service {
+ public:
+  explicit SupervisorService(Supervisor* supervisor) : supervisor_(supervisor) {}
+
+  grpc::Status Lookup(grpc::ServerContext* context, const v1::LookupRequest* request,
+                      v1::LookupResponse* response) override;
+  grpc::Status List(grpc::ServerContext* context, const v1::ListRequest* request,
+                    v1::ListResponse* response) override;
+  grpc::Status Start(grpc::ServerContext* context, const v1::StartRequest* request,
+                     v1::StartResponse* response) override;
+  grpc::Status Stop(grpc::ServerContext* context, const v1::StopRequest* request,
+                    v1::StopResponse* response) override;
+  grpc::Status Restart(grpc::ServerContext* context, const v1::RestartRequest* request,
+                       v1::RestartResponse* response) override;
+  grpc::Status Watch(grpc::ServerContext* context, const v1::WatchRequest* request,
+                     grpc::ServerWriter<v1::Event>* writer) override;
+
+ private:
+  Supervisor* supervisor_;
+};
+
+}  // namespace nehost::supervisor

@@ -1,0 +1,281 @@
+#include "extension/rule_store.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "common/files.h"
+#include "tests/support/process.h"
+
+namespace nehost::filter {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+Rule MakeRule(const std::string& domain, Rule::Action action = Rule::ACTION_UNSPECIFIED,
+              Rule::Match match = Rule::MATCH_UNSPECIFIED) {
+  Rule rule;
+  rule.set_domain(domain);
+  rule.set_action(action);
+  rule.set_match(match);
+  return rule;
+}
+
+// "domain action match", lower case, so that expectations read like the rules they check.
+std::vector<std::string> Describe(const std::vector<Rule>& rules) {
+  std::vector<std::string> described;
+  for (const Rule& rule : rules) {
+    described.push_back(rule.domain() + " " + Rule::Action_Name(rule.action()) + " " +
+                        Rule::Match_Name(rule.match()));
+  }
+  return described;
+}
+
+class RuleStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { std::filesystem::create_directory(state_dir_); }
+
+  std::unique_ptr<RuleStore> OpenStore() {
+    absl::StatusOr<std::unique_ptr<RuleStore>> store = RuleStore::Open(state_dir_);
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  std::string RuleFilePath() const { return state_dir_ + "/rules.json"; }
+
+  const nehost::testing::TempDir root_;
+  const std::string state_dir_ = root_ / "state";
+};
+
+TEST_F(RuleStoreTest, AddsListsAndRemovesRules) {
+  std::unique_ptr<RuleStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+
+  ASSERT_TRUE(store->Add(MakeRule("ads.example.com")).ok());
+  ASSERT_TRUE(store->Add(MakeRule("example.org", Rule::ALLOW, Rule::SUFFIX)).ok());
+  EXPECT_THAT(Describe(store->List()),
+              ElementsAre("ads.example.com DENY EXACT", "example.org ALLOW SUFFIX"));
+  EXPECT_EQ(store->size(), 2u);
+
+  absl::StatusOr<size_t> removed = store->Remove("ads.example.com", Rule::EXACT);
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(*removed, 1u);
+  EXPECT_THAT(Describe(store->List()), ElementsAre("example.org ALLOW SUFFIX"));
+}
+
+TEST_F(RuleStoreTest, NormalisesDomainAndDefaultsToDenyExact) {
+  std::unique_ptr<RuleStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+
+  absl::StatusOr<RuleStore::AddResult> result = store->Add(MakeRule("Ads.Example.COM."));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_TRUE(result->added);
+  EXPECT_EQ(result->rule.domain(), "ads.example.com");
+  EXPECT_EQ(result->rule.action(), Rule::DENY);
+  EXPECT_EQ(result->rule.match(), Rule::EXACT);
+}
+
+TEST_F(RuleStoreTest, ReaddingTheSameRuleReportsNotAdded) {
+  std::unique_ptr<RuleStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Add(MakeRule("example.com", Rule::DENY, Rule::EXACT)).ok());
+
+  absl::StatusOr<RuleStore::AddResult> again = store->Add(MakeRule("EXAMPLE.com."));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(again->added);
+  EXPECT_EQ(store->size(), 1u);
+}
+
+TEST_F(RuleStoreTest, AddingAnotherActionForTheSameDomainAndMatchReplacesTheRule) {
+  std::unique_ptr<RuleStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Add(MakeRule("example.com", Rule::DENY, Rule::SUFFIX)).ok());
+  ASSERT_TRUE(store->Add(MakeRule("example.com", Rule::DENY, Rule::EXACT)).ok());
+
+  absl::StatusOr<RuleStore::AddResult> replaced =
+      store->Add(MakeRule("example.com", Rule::ALLOW, Rule::SUFFIX));
+  ASSERT_TRUE(replaced.ok()) << replaced.status();
+  EXPECT_TRUE(replaced->added);
+  EXPECT_THAT(Describe(store->List()),
+              ElementsAre("example.com ALLOW SUFFIX", "example.com DENY EXACT"));
+}
+
+TEST_F(RuleStoreTest, RemoveWithoutMatchRemovesEveryRuleOfTheDomain) {
+  std::unique_ptr<RuleStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Add(MakeRule("example.com", Rule::DENY, Rule::EXACT)).ok());
+  ASSERT_TRUE(store->Add(MakeRule("example.com", Rule::DENY, Rule::SUFFIX)).ok());
+  ASSERT_TRUE(store->Add(MakeRule("example.org")).ok());
+
+  absl::StatusOr<size_t> removed = store->Remove("Example.com.", Rule::MATCH_UNSPECIFIED);
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(*removed, 2u);
+  EXPECT_THAT(Describe(store->List()), ElementsAre("example.org DENY EXACT"));
+}
+
+TEST_F(RuleStoreTest, RemovingAnAbsentRuleRemovesNothing) {
+  std::unique_ptr<RuleStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Add(MakeRule("example.com", Rule::DENY, Rule::EXACT)).ok());
+
+  absl::StatusOr<size_t> removed = store->Remove("example.com", Rule::SUFFIX);
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(*removed, 0u);
+  EXPECT_EQ(store->size(), 1u);
+}
+
+TEST_F(RuleStoreTest, RefusesInvalidDomainsNamingTheDomainAndTheCause) {
+  struct Case {
+    std::string domain;
+    std::string cause;
+  };
+  const Case kCases[] = {
+      {"", "invalid domain \"\": is empty"},
+      {".", "invalid domain \".\": is empty"},
+      {"a..example.com", "invalid domain \"a..example.com\": label 2 is empty"},
+      {"example.com..", "label 3 is empty"},
+      {"-ads.example.com", "label 1 starts with '-'"},
+      {"ads-.example.com", "label 1 ends with '-'"},
+      {"ads example.com", "label 1 holds ' '"},
+      {"ads/example.com", "label 1 holds '/'"},
+      {"b\xc3\xbc"
+       "cher.de",
+       "holds non-ASCII characters"},
+      {std::string(64, 'a') + ".com", "label 1 is 64 characters; at most 63"},
+      {std::string(250, 'a') + ".com", "is 254 characters; at most 253"},
+  };
+  std::unique_ptr<RuleStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+
+  for (const Case& test : kCases) {
+    SCOPED_TRACE("domain: " + test.domain);
+    absl::StatusOr<RuleStore::AddResult> result = store->Add(MakeRule(test.domain));
+    ASSERT_FALSE(result.ok());
+    EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(result.status().message(), HasSubstr(test.cause));
+  }
+  EXPECT_EQ(store->size(), 0u);
+  EXPECT_FALSE(std::filesystem::exists(RuleFilePath()));
+}
+
+TEST_F(RuleStoreTest, AcceptsLongestLabelAndUnderscore) {
+  std::unique_ptr<RuleStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+
+  std::string domain = std::string(63, 'a') + "._dmarc.example-1.com";
+  absl::StatusOr<RuleStore::AddResult> result = store->Add(MakeRule(domain));
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->rule.domain(), domain);
+}
+
+TEST_F(RuleStoreTest, RefusesUnknownActionValue) {
+  std::unique_ptr<RuleStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+
+  absl::StatusOr<RuleStore::AddResult> result =
+      store->Add(MakeRule("example.com", static_cast<Rule::Action>(7)));
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(result.status().message(), HasSubstr("unknown action 7"));
+}
+
+TEST_F(RuleStoreTest, RulesSurviveReopening) {
+  {
+    std::unique_ptr<RuleStore> store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->Add(MakeRule("ads.example.com")).ok());
+    ASSERT_TRUE(store->Add(MakeRule("example.org", Rule::ALLOW, Rule::SUFFIX)).ok());
+    ASSERT_TRUE(store->Add(MakeRule("gone.example.net")).ok());
+    ASSERT_TRUE(store->Remove("gone.example.net", Rule::EXACT).ok());
+  }
+
+  std::unique_ptr<RuleStore> reopened = OpenStore();
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_THAT(Describe(reopened->List()),
+              ElementsAre("ads.example.com DENY EXACT", "example.org ALLOW SUFFIX"));
+}
+
+TEST_F(RuleStoreTest, WritesSchemaVersionOne) {
+  std::unique_ptr<RuleStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Add(MakeRule("example.com")).ok());
+
+  v1::RuleFile file;
+  ASSERT_TRUE(ReadJsonProto(RuleFilePath(), &file).ok());
+  EXPECT_EQ(file.schema_version(), 1u);
+  EXPECT_EQ(file.rules_size(), 1);
+}
+
+TEST_F(RuleStoreTest, CorruptRuleFileIsAClearErrorAndIsLeftAlone) {
+  const std::string corrupt = "{\"schema_version\": 1, \"rules\": [";
+  ASSERT_TRUE(WriteFileAtomically(RuleFilePath(), corrupt).ok());
+
+  absl::StatusOr<std::unique_ptr<RuleStore>> store = RuleStore::Open(state_dir_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(store.status().message(), HasSubstr("load rules: parse " + RuleFilePath()));
+  EXPECT_THAT(store.status().message(), HasSubstr("left untouched"));
+
+  absl::StatusOr<std::string> contents = ReadFile(RuleFilePath());
+  ASSERT_TRUE(contents.ok());
+  EXPECT_EQ(*contents, corrupt);
+}
+
+TEST_F(RuleStoreTest, RuleFileWithAnInvalidRuleIsRefused) {
+  ASSERT_TRUE(
+      WriteFileAtomically(RuleFilePath(), R"({"schema_version": 1, "rules": [{"domain": "a..b"}]})")
+          .ok());
+
+  absl::StatusOr<std::unique_ptr<RuleStore>> store = RuleStore::Open(state_dir_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(store.status().message(), HasSubstr("rule 1: invalid domain \"a..b\""));
+}
+
+TEST_F(RuleStoreTest, RuleFileOfAnotherSchemaVersionIsRefused) {
+  ASSERT_TRUE(WriteFileAtomically(RuleFilePath(), R"({"schema_version": 2, "rules": []})").ok());
+
+  absl::StatusOr<std::unique_ptr<RuleStore>> store = RuleStore::Open(state_dir_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(store.status().message(), HasSubstr("schema_version 2"));
+}
+
+TEST_F(RuleStoreTest, MissingStateFolderIsAnError) {
+  absl::StatusOr<std::unique_ptr<RuleStore>> store = RuleStore::Open(state_dir_ + "/missing");
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(store.status().message(), HasSubstr("open state folder " + state_dir_ + "/missing"));
+}
+
+// Tests run as root, whom permission bits do not stop: the write is made to fail by putting a
+// regular file where the state folder was, so that STATE/rules.json has no folder to go in.
+TEST_F(RuleStoreTest, FailedWriteLeavesTheRulesAsTheyWere) {
+  std::unique_ptr<RuleStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Add(MakeRule("example.com")).ok());
+
+  std::string moved = root_ / "state.moved";
+  std::filesystem::rename(state_dir_, moved);
+  ASSERT_TRUE(WriteFileAtomically(state_dir_, "not a folder").ok());
+
+  EXPECT_FALSE(store->Add(MakeRule("example.org")).ok());
+  EXPECT_FALSE(store->Add(MakeRule("example.com", Rule::ALLOW)).ok());
+  absl::StatusOr<size_t> removed = store->Remove("example.com", Rule::EXACT);
+  ASSERT_FALSE(removed.ok());
+  EXPECT_THAT(removed.status().message(), HasSubstr("save rules: "));
+  EXPECT_THAT(Describe(store->List()), ElementsAre("example.com DENY EXACT"));
+
+  std::filesystem::remove(state_dir_);
+  std::filesystem::rename(moved, state_dir_);
+  std::unique_ptr<RuleStore> reopened = OpenStore();
+  ASSERT_NE(reopened, nullptr);
+  EXPECT_THAT(Describe(reopened->List()), ElementsAre("example.com DENY EXACT"));
+}
+
+}  // namespace
+}  // namespace nehost::filter
