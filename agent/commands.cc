@@ -1,15 +1,20 @@
 #include "agent/commands.h"
 
+#include <google/protobuf/util/time_util.h>
 #include <grpcpp/grpcpp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -19,6 +24,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/notification.h"
+#include "agent/progress.h"
 #include "common/files.h"
 #include "common/grpc_client.h"
 #include "common/unique_fd.h"
@@ -30,11 +37,26 @@ namespace nehost::agent {
 namespace {
 
 using filter::v1::Filter;
+using supervisor::v1::ReexecResponse;
 using supervisor::v1::Supervisor;
 
 // nehostd's lookup wait ends this long before the call's deadline, at most, so that its
 // answer has time to arrive.
 constexpr absl::Duration kLookupAnswerMargin = absl::Seconds(1);
+
+// How often a terminal's progress line shows the time again.
+constexpr absl::Duration kProgressRefresh = absl::Milliseconds(100);
+// The step of an upgrade whose messages say why it was rolled back.
+constexpr char kRollbackStep[] = "rollback";
+
+// After answering Reexec, the old nehostd may still answer a call for a moment before it
+// executes its new image. Its connection closing marks the moment; if it stays open this long
+// (a connection inherited across exec), the wait goes on without it.
+constexpr absl::Duration kReexecCloseGrace = absl::Seconds(2);
+// While nehostd re-executes, its socket may be missing, refuse, or hold a connection in its
+// backlog until the new image accepts: each try is short and tried again soon.
+constexpr absl::Duration kReexecPollInterval = absl::Milliseconds(20);
+constexpr absl::Duration kReexecAttemptTimeout = absl::Seconds(1);
 
 template <typename Stub, typename Request, typename Response>
 using UnaryMethod = grpc::Status (Stub::*)(grpc::ClientContext*, const Request&, Response*);
@@ -83,9 +105,7 @@ std::optional<std::string> WhyUnreachable(const std::string& path) {
   return ErrnoText(errno);
 }
 
-std::shared_ptr<grpc::Channel> UnixChannel(const std::string& path) {
-  return DialUnix(path);
-}
+std::shared_ptr<grpc::Channel> UnixChannel(const std::string& path) { return DialUnix(path); }
 
 // nehostd's API on RUNTIME/nehostd.sock. Failures come back as statuses whose messages say
 // what went wrong in the user's terms.
@@ -94,7 +114,8 @@ class SupervisorClient {
   explicit SupervisorClient(const GlobalOptions& options)
       : socket_(SupervisorSocketPath(options.runtime_dir)),
         timeout_(options.timeout),
-        stub_(Supervisor::NewStub(UnixChannel(socket_))) {}
+        channel_(UnixChannel(socket_)),
+        stub_(Supervisor::NewStub(channel_)) {}
 
   absl::StatusOr<Registration> Lookup(const std::string& name) {
     supervisor::v1::LookupRequest request;
@@ -127,6 +148,36 @@ class SupervisorClient {
     return stub_->Watch(context, request);
   }
 
+  // The deadline is the context's.
+  std::unique_ptr<grpc::ClientReader<UpgradeProgress>> Upgrade(grpc::ClientContext* context,
+                                                               const std::string& name,
+                                                               const std::string& to_version) {
+    supervisor::v1::UpgradeRequest request;
+    request.set_name(name);
+    request.set_to_version(to_version);
+    return stub_->Upgrade(context, request);
+  }
+
+  absl::StatusOr<DoctorResponse> Doctor(const std::string& name) {
+    supervisor::v1::DoctorRequest request;
+    request.set_name(name);
+    return Call(&Supervisor::Stub::Doctor, request);
+  }
+
+  absl::StatusOr<ReexecResponse> Reexec() {
+    return Call(&Supervisor::Stub::Reexec, supervisor::v1::ReexecRequest());
+  }
+
+  // Waits until the connection that carried the last call closes, or until deadline;
+  // returns whether it closed.
+  bool WaitForDisconnect(absl::Time deadline) {
+    for (grpc_connectivity_state state = channel_->GetState(false); state == GRPC_CHANNEL_READY;
+         state = channel_->GetState(false)) {
+      if (!channel_->WaitForStateChange(state, absl::ToChronoTime(deadline))) return false;
+    }
+    return true;
+  }
+
   absl::Status Explain(const CallResult& result) const {
     if (result.status.error_code() == grpc::StatusCode::UNAVAILABLE) {
       std::optional<std::string> cause = WhyUnreachable(socket_);
@@ -138,6 +189,12 @@ class SupervisorClient {
     if (result.timed_out) {
       return absl::DeadlineExceededError(absl::StrCat(
           "nehostd at ", socket_, " did not answer within ", absl::FormatDuration(timeout_)));
+    }
+    // gRPC's own answer for a method the server lacks says nothing.
+    if (result.status.error_code() == grpc::StatusCode::UNIMPLEMENTED &&
+        result.status.error_message().empty()) {
+      return absl::UnimplementedError(absl::StrCat(
+          "nehostd at ", socket_, " does not implement this call; it may be older than nehostctl"));
     }
     return FromGrpc(result.status);
   }
@@ -165,6 +222,7 @@ class SupervisorClient {
 
   std::string socket_;
   absl::Duration timeout_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<Supervisor::Stub> stub_;
 };
 
@@ -334,6 +392,149 @@ class CancelOnInterrupt {
   std::thread thread_;  // last, so that it starts once the members above exist
 };
 
+// Calls tick every interval on a thread of its own, until destroyed.
+class Ticker {
+ public:
+  Ticker(absl::Duration interval, std::function<void()> tick)
+      : thread_([this, interval, tick = std::move(tick)] {
+          while (!stop_.WaitForNotificationWithTimeout(interval)) tick();
+        }) {}
+
+  ~Ticker() {
+    stop_.Notify();
+    thread_.join();
+  }
+
+  Ticker(const Ticker&) = delete;
+  Ticker& operator=(const Ticker&) = delete;
+
+ private:
+  absl::Notification stop_;
+  std::thread thread_;  // last, so that it starts once stop_ exists
+};
+
+// A terminal that understands escape sequences gets live progress; anything else plain lines.
+ProgressStyle ProgressStyleFor(OutputFormat format) {
+  if (format == OutputFormat::kJson) return ProgressStyle::kJson;
+  const char* term = std::getenv("TERM");
+  const bool dumb = term != nullptr && absl::string_view(term) == "dumb";
+  return ::isatty(STDOUT_FILENO) == 1 && !dumb ? ProgressStyle::kLive : ProgressStyle::kPlain;
+}
+
+int TerminalColumns() {
+  winsize size{};
+  if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) != 0) return 0;
+  return size.ws_col;
+}
+
+google::protobuf::Timestamp Now() {
+  return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(absl::Now()));
+}
+
+// What the stream of an upgrade said, and how it ended.
+struct UpgradeOutcome {
+  std::optional<UpgradeProgress> last;  // the message with done set, if one came
+  absl::Duration elapsed;               // from the request to the last message
+  std::string rollback_reason;          // the last message of the rollback step
+  absl::Status failure;                 // why no last message came
+};
+
+absl::Duration UpgradeTimeout(const GlobalOptions& options) {
+  return options.timeout_given ? options.timeout : kDefaultUpgradeTimeout;
+}
+
+// Why the stream ended without saying how the upgrade ended.
+absl::Status StreamFailure(const GlobalOptions& options, const std::string& name,
+                           const SupervisorClient& supervisor, const grpc::Status& ended,
+                           absl::Time deadline, bool interrupted) {
+  const std::string see = absl::StrCat(
+      "nehostd may still finish the upgrade or roll it back: see 'nehostctl doctor ", name, "'");
+  if (interrupted) return absl::CancelledError(absl::StrCat("interrupted; ", see));
+  if (ended.ok()) {
+    return absl::InternalError("nehostd ended the upgrade's stream before its last step");
+  }
+  if (ended.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && absl::Now() >= deadline) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "no outcome within ", absl::FormatDuration(UpgradeTimeout(options)), "; ", see));
+  }
+  return supervisor.Explain({ended});
+}
+
+// Shows each message of the upgrade's stream in view as it arrives, until the stream ends.
+UpgradeOutcome FollowUpgrade(const GlobalOptions& options, const std::string& name,
+                             const std::string& to_version, sigset_t interrupts,
+                             UpgradeView& view) {
+  SupervisorClient supervisor(options);
+  grpc::ClientContext context;
+  const absl::Time started = absl::Now();
+  const absl::Time deadline = started + UpgradeTimeout(options);
+  context.set_deadline(absl::ToChronoTime(deadline));
+  CancelOnInterrupt canceller(&context, interrupts);
+  std::optional<Ticker> ticker;
+  if (view.style() == ProgressStyle::kLive) {
+    ticker.emplace(kProgressRefresh, [&view] { view.Tick(absl::Now()); });
+  }
+
+  UpgradeOutcome outcome;
+  std::unique_ptr<grpc::ClientReader<UpgradeProgress>> stream =
+      supervisor.Upgrade(&context, name, to_version);
+  for (UpgradeProgress progress; stream->Read(&progress);) {
+    view.Show(progress, absl::Now());
+    if (progress.step() == kRollbackStep && !progress.message().empty()) {
+      outcome.rollback_reason = progress.message();
+    }
+    if (progress.done() && !outcome.last) {
+      outcome.last = progress;
+      outcome.elapsed = absl::Now() - started;
+    }
+  }
+
+  grpc::Status ended = stream->Finish();
+  if (!outcome.last) {
+    outcome.failure =
+        StreamFailure(options, name, supervisor, ended, deadline, canceller.interrupted());
+  }
+  return outcome;
+}
+
+// The last line of an upgrade names the generation that serves now, which a lookup confirms.
+std::string DescribeOutcome(const GlobalOptions& options, const std::string& name,
+                            const UpgradeOutcome& outcome) {
+  const UpgradeProgress& last = *outcome.last;
+  absl::StatusOr<Registration> serving = SupervisorClient(options).Lookup(name);
+
+  if (last.succeeded()) {
+    uint64_t generation = last.generation();
+    if (generation == 0 && serving.ok()) generation = serving->generation();
+    const bool same = serving.ok() && serving->generation() == generation;
+    return FormatUpgraded(name, generation, same ? serving->version() : "", outcome.elapsed);
+  }
+
+  std::string reason = last.message().empty() ? outcome.rollback_reason : last.message();
+  if (reason.empty()) reason = "nehostd gave no reason";
+  if (!serving.ok()) {
+    return FormatRolledBackUnknown(name, reason, std::string(serving.status().message()));
+  }
+  return FormatRolledBack(name, reason, serving->generation());
+}
+
+// Polls nehostd with a fresh channel each time, until it answers List or deadline passes.
+absl::Status WaitUntilAnswering(const GlobalOptions& options, absl::Time deadline) {
+  absl::Status last = absl::DeadlineExceededError("no time left to ask");
+  for (absl::Time now = absl::Now(); now < deadline; now = absl::Now()) {
+    GlobalOptions attempt = options;
+    attempt.timeout = std::min(deadline - now, kReexecAttemptTimeout);
+    absl::StatusOr<ListResponse> list = SupervisorClient(attempt).List();
+    if (list.ok()) return absl::OkStatus();
+
+    last = list.status();
+    absl::SleepFor(std::min(kReexecPollInterval, deadline - absl::Now()));
+  }
+  return absl::DeadlineExceededError(absl::StrCat("nehostd did not answer again within ",
+                                                  absl::FormatDuration(options.timeout), ": ",
+                                                  last.message()));
+}
+
 }  // namespace
 
 ExitCode ExitCodeFor(absl::StatusCode code, Server server) {
@@ -422,6 +623,7 @@ ExitCode Watch(const GlobalOptions& options, const std::string& name) {
 
   std::unique_ptr<grpc::ClientReader<Event>> stream = supervisor.Watch(&context, name);
   for (Event event; stream->Read(&event);) {
+    if (!event.has_at()) *event.mutable_at() = Now();
     std::cout << FormatEvent(event, options.format) << std::flush;
   }
   grpc::Status ended = stream->Finish();
@@ -429,6 +631,54 @@ ExitCode Watch(const GlobalOptions& options, const std::string& name) {
 
   const std::string what = name.empty() ? "watch" : absl::StrCat("watch ", name);
   return Fail(what, supervisor.Explain({ended}), Server::kSupervisor);
+}
+
+ExitCode Upgrade(const GlobalOptions& options, const std::string& name,
+                 const std::string& to_version) {
+  const sigset_t interrupts = BlockInterrupts();
+  UpgradeView view(std::cout, ProgressStyleFor(options.format), TerminalColumns);
+  UpgradeOutcome outcome = FollowUpgrade(options, name, to_version, interrupts, view);
+  view.Finish(absl::Now());
+
+  const std::string what = absl::StrCat("upgrade ", name);
+  if (!outcome.last) return Fail(what, outcome.failure, Server::kSupervisor);
+  const UpgradeProgress& last = *outcome.last;
+  if (!last.succeeded() && !last.rolled_back()) {
+    const std::string cause = last.message().empty() ? "failed" : last.message();
+    return Fail(what, absl::UnknownError(cause), Server::kSupervisor);
+  }
+
+  if (options.format == OutputFormat::kTable) std::cout << DescribeOutcome(options, name, outcome);
+  return last.succeeded() ? ExitCode::kOk : ExitCode::kUnavailable;
+}
+
+ExitCode Doctor(const GlobalOptions& options, const std::string& name) {
+  absl::StatusOr<DoctorResponse> doctor = SupervisorClient(options).Doctor(name);
+  const std::string what = absl::StrCat("doctor ", name);
+  if (!doctor.ok()) return Fail(what, doctor.status(), Server::kSupervisor);
+
+  std::cout << FormatDoctor(*doctor, options.format);
+  return DoctorFoundNothingWrong(*doctor) ? ExitCode::kOk : ExitCode::kUnavailable;
+}
+
+ExitCode Reexec(const GlobalOptions& options) {
+  const absl::Time deadline = absl::Now() + options.timeout;
+  SupervisorClient supervisor(options);
+  absl::StatusOr<ReexecResponse> reexec = supervisor.Reexec();
+  if (!reexec.ok()) return Fail("reexec", reexec.status(), Server::kSupervisor);
+  const absl::Time asked = absl::Now();
+  if (options.format == OutputFormat::kTable) {
+    std::cout << FormatReexecStarted(reexec->pid()) << std::flush;
+  }
+
+  supervisor.WaitForDisconnect(std::min(deadline, asked + kReexecCloseGrace));
+  absl::Status back = WaitUntilAnswering(options, deadline);
+  std::optional<absl::Duration> back_after;
+  if (back.ok()) back_after = absl::Now() - asked;
+  std::cout << FormatReexecEnded(reexec->pid(), back_after, options.format);
+
+  if (!back.ok()) return Fail("reexec", back, Server::kSupervisor);
+  return ExitCode::kOk;
 }
 
 }  // namespace nehost::agent

@@ -4,7 +4,8 @@
 //
 // Every call goes to nehostd's socket in the runtime folder, or, for status and rules, to
 // the endpoint that a lookup of the service returned. Each blocks until it is answered or
-// its deadline passes; watch blocks until the stream ends or the user interrupts it. The
+// its deadline passes; watch blocks until the stream ends or the user interrupts it, upgrade
+// until nehostd reports how the upgrade ended, reexec until nehostd answers again. The
 // commands share stdout and are meant to run one at a time, from main.
 #pragma once
 
@@ -24,7 +25,9 @@ enum class ExitCode : int {
   kUsage = 2,
   // nehostd knows no service by that name.
   kUnknownName = 3,
-  // nehostd or the service cannot answer now: not running, not ready, timed out.
+  // nehostd or the service cannot answer now: not running, not ready, timed out. Also:
+  // upgrade failed and was rolled back, or another upgrade is under way (the service is still
+  // available); doctor found something wrong; reexec's nehostd did not answer again in time.
   kUnavailable = 4,
 };
 
@@ -35,6 +38,8 @@ ExitCode ExitCodeFor(absl::StatusCode code, Server server);
 
 inline constexpr char kDefaultRuntimeDir[] = "/run/nehost";
 inline constexpr absl::Duration kDefaultTimeout = absl::Seconds(10);
+// An upgrade waits for a new generation to start and the old one to drain: it gets longer.
+inline constexpr absl::Duration kDefaultUpgradeTimeout = absl::Seconds(120);
 
 // The flags every command takes.
 struct GlobalOptions {
@@ -42,6 +47,8 @@ struct GlobalOptions {
   OutputFormat format = OutputFormat::kTable;
   // The deadline of each call, counted from its start.
   absl::Duration timeout = kDefaultTimeout;
+  // Whether the user chose the timeout, rather than leaving the default of each command.
+  bool timeout_given = false;
 };
 
 std::string SupervisorSocketPath(const std::string& runtime_dir);
@@ -63,6 +70,21 @@ ExitCode AddRule(const GlobalOptions& options, const std::string& name, const Ru
 // MATCH_UNSPECIFIED removes every rule of the domain.
 ExitCode RemoveRule(const GlobalOptions& options, const std::string& name,
                     const std::string& domain, Rule::Match match);
+
+// Replaces the current generation of name by one of to_version (empty: the version nehostd
+// picks), showing each step as nehostd reports it. The whole upgrade is bounded by the
+// timeout if the user gave one, else by kDefaultUpgradeTimeout. kUnavailable when the upgrade
+// failed and was rolled back, or another upgrade of the service is under way. SIGINT and
+// SIGTERM stay blocked for the rest of the process's life, as for Watch.
+ExitCode Upgrade(const GlobalOptions& options, const std::string& name,
+                 const std::string& to_version);
+
+// nehostd's explanation of a name. kUnavailable when a check failed or a stray process runs.
+ExitCode Doctor(const GlobalOptions& options, const std::string& name);
+
+// Asks nehostd to re-execute itself, then waits until it answers again, within the timeout
+// counted from the start; kUnavailable when it does not.
+ExitCode Reexec(const GlobalOptions& options);
 
 // Events of the service name, or of every service when it is empty. SIGINT and SIGTERM end
 // the stream cleanly (exit 0); they stay blocked for the rest of the process's life.

@@ -7,6 +7,8 @@
 #include <boost/program_options.hpp>
 #include <cstdlib>
 #include <iostream>
+#include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -31,20 +33,43 @@ constexpr char kRuntimeDirVariable[] = "NEHOST_RUNTIME_DIR";
 // A day: a longer deadline is surely a typo.
 constexpr int64_t kMaxTimeoutMs = int64_t{24} * 3600 * 1000;
 
-// What a command gets after its name: its arguments in order, and the flags it was given.
+// What a command gets after its name: its arguments in order, and the flags it was given
+// with their values ("" for a flag that takes none).
 struct Arguments {
   std::vector<std::string> values;
-  std::set<std::string> flags;
+  std::map<std::string, std::string> flags;
 
   bool Has(const std::string& flag) const { return flags.count(flag) > 0; }
+  std::string Value(const std::string& flag) const {
+    auto found = flags.find(flag);
+    return found == flags.end() ? "" : found->second;
+  }
 };
+
+// A flag as the user wrote it: "--to 0.2.0" or "--to=0.2.0" give a value, "--allow" none.
+struct FlagWord {
+  std::string name;
+  std::optional<std::string> value;
+};
+
+// One entry of Command::flags: "--allow", or "--to VERSION" for a flag that takes a value.
+struct FlagSpec {
+  std::string name;
+  std::string value_name;  // empty for a flag that takes no value
+};
+
+FlagSpec ParseFlagSpec(absl::string_view text) {
+  std::pair<std::string, std::string> parts = absl::StrSplit(text, absl::MaxSplits(' ', 1));
+  return {parts.first, parts.second};
+}
 
 // Every member has an initializer, so that the table below names only what a command uses.
 struct Command {
   std::string name = {};                    // "rules add"
   std::vector<std::string> arguments = {};  // required, in order
   std::string optional_argument = {};       // may follow the required ones
-  // Each entry is one flag, or alternatives that exclude each other: "--suffix|--exact".
+  // Each entry is one flag, or alternatives that exclude each other: "--suffix|--exact". A
+  // flag that takes a value names it after a space: "--to VERSION".
   std::vector<std::string> flags = {};
   std::string summary = {};  // one line, for the command list
   std::string details = {};  // for 'nehostctl help COMMAND'
@@ -57,7 +82,7 @@ struct CommandLine {
   bool help = false;
   bool version = false;
   std::vector<std::string> positional = {};  // the command's name words and arguments
-  std::vector<std::string> flags = {};       // the command's own flags
+  std::vector<FlagWord> flags = {};          // the command's own flags
 };
 
 ExitCode UsageError(absl::string_view message, absl::string_view topic = "") {
@@ -80,6 +105,15 @@ ExitCode RunRulesRemove(const GlobalOptions& options, const Arguments& arguments
   if (arguments.Has("--suffix")) match = Rule::SUFFIX;
   return RemoveRule(options, arguments.values[0], arguments.values[1], match);
 }
+
+// The exit statuses of the commands that report trouble with 4, for their help.
+constexpr char kUpgradeExits[] =
+    "Exit status: 0 upgraded; 4 the upgrade failed and was rolled back (the service is\n"
+    "still available, served by the generation it had), or another upgrade of NAME is\n"
+    "under way, or nehostd cannot answer; 3 unknown service name; 1 other failure.";
+constexpr char kDoctorExits[] =
+    "Exit status: 0 every check is ok and no stray process runs; 4 something is wrong,\n"
+    "or nehostd cannot answer; 3 unknown service name; 1 other failure.";
 
 const std::vector<Command>& Commands() {
   using A = const Arguments&;
@@ -145,8 +179,58 @@ const std::vector<Command>& Commands() {
                   "each, until Ctrl-C or until nehostd ends the stream. With --json each line\n"
                   "is a JSON object.",
        .run = [](O o, A a) { return Watch(o, a.values.empty() ? "" : a.values[0]); }},
+      {.name = "upgrade",
+       .arguments = {"NAME"},
+       .flags = {"--to VERSION"},
+       .summary = "upgrade a service to a new generation, with no gap",
+       .details = absl::StrCat(
+           "Asks nehostd to upgrade NAME: start a new generation on the same sockets, wait\n"
+           "until it is ready and serving, switch the registry to it, then drain the old\n"
+           "one. A failure before the switch stops the new generation and keeps the old:\n"
+           "a rollback. Shows each step as it happens: live on a terminal, one\n"
+           "\"HH:MM:SS.mmm step message\" line each (UTC) otherwise, one JSON object each\n"
+           "with --json. The whole upgrade may take --timeout-ms if given, else 120 s.\n\n"
+           "  --to VERSION  an installed version (default: the one nehostd picks: the\n"
+           "                package's current version, or the same executable again)\n\n",
+           kUpgradeExits),
+       .run = [](O o, A a) { return Upgrade(o, a.values[0], a.Value("--to")); }},
+      {.name = "doctor",
+       .arguments = {"NAME"},
+       .summary = "explain a name: its owner, checks, strays, exits",
+       .details = absl::StrCat(
+           "Asks nehostd to explain NAME: its registration, each check of the registered\n"
+           "process (alive, same start time, same executable...), processes of NAME that\n"
+           "nehostd does not supervise, recent exits, and what nehostd does about it.\n\n",
+           kDoctorExits),
+       .run = [](O o, A a) { return Doctor(o, a.values[0]); }},
+      {.name = "reexec",
+       .summary = "make nehostd re-execute itself; services keep running",
+       .details = "Asks nehostd to re-execute itself, as after an upgrade of nehostd. Its\n"
+                  "services keep running and serving, and the new nehostd adopts them. Waits\n"
+                  "until nehostd answers again, within --timeout-ms.\n\n"
+                  "Exit status: 0 nehostd is back; 4 it did not answer again in time, or\n"
+                  "could not be asked; 1 other failure.",
+       .run = [](O o, A) { return Reexec(o); }},
   };
   return commands;
+}
+
+// The flags of any command that take a value: the word after one is its value, not an
+// argument.
+const std::set<std::string>& FlagsWithValues() {
+  static const std::set<std::string> flags = [] {
+    std::set<std::string> names;
+    for (const Command& command : Commands()) {
+      for (const std::string& entry : command.flags) {
+        for (absl::string_view alternative : absl::StrSplit(entry, '|')) {
+          FlagSpec spec = ParseFlagSpec(alternative);
+          if (!spec.value_name.empty()) names.insert(spec.name);
+        }
+      }
+    }
+    return names;
+  }();
+  return flags;
 }
 
 const Command* FindCommand(const std::string& name) {
@@ -199,7 +283,9 @@ void PrintHelp(const po::options_description& globals) {
   std::cout << "\n"
             << globals << "\n"
             << "exit status: 0 ok, 1 other failure, 2 usage, 3 unknown service name,\n"
-               "4 unavailable (nehostd or the service not running, not ready, or too slow)\n";
+               "4 unavailable (nehostd or the service not running, not ready, or too slow),\n"
+               "and for upgrade: the upgrade failed and was rolled back, or another is under\n"
+               "way; for doctor: something is wrong; for reexec: nehostd did not come back\n";
 }
 
 // 'nehostctl help TOPIC', 'nehostctl TOPIC --help'. A topic is a command or the "rules"
@@ -232,9 +318,9 @@ po::options_description GlobalFlags() {
   auto add = flags.add_options();
   add("runtime-dir", po::value<std::string>()->value_name("DIR"),
       "nehostd's runtime folder (default: $NEHOST_RUNTIME_DIR, else /run/nehost)");
-  add("json", po::bool_switch(), "print JSON: one object, or one per line for watch");
+  add("json", po::bool_switch(), "print JSON: one object, or one per line for watch and upgrade");
   add("timeout-ms", po::value<int64_t>()->value_name("N")->default_value(default_timeout_ms),
-      "deadline of each call, in milliseconds");
+      "deadline of each call, in milliseconds; of a whole upgrade: 120000");
   add("help,h", po::bool_switch(), "show help; 'nehostctl help COMMAND' for one command");
   add("version", po::bool_switch(), "print the version");
   return flags;
@@ -264,6 +350,7 @@ absl::StatusOr<GlobalOptions> ReadGlobalOptions(const po::variables_map& values)
         absl::StrCat("--timeout-ms ", timeout_ms, " is not between 1 and ", kMaxTimeoutMs));
   }
   options.timeout = absl::Milliseconds(timeout_ms);
+  options.timeout_given = !values["timeout-ms"].defaulted();
   options.format = values["json"].as<bool>() ? OutputFormat::kJson : OutputFormat::kTable;
   return options;
 }
@@ -305,9 +392,21 @@ absl::StatusOr<CommandLine> ParseCommandLine(int argc, char** argv,
   CommandLine line{.options = *options,
                    .help = values["help"].as<bool>(),
                    .version = values["version"].as<bool>()};
-  for (std::string& word : *rest) {
-    const bool is_flag = word.size() > 1 && word[0] == '-';
-    (is_flag ? line.flags : line.positional).push_back(std::move(word));
+  for (size_t i = 0; i < rest->size(); ++i) {
+    const std::string& word = (*rest)[i];
+    if (word.size() <= 1 || word[0] != '-') {
+      line.positional.push_back(word);
+      continue;
+    }
+
+    FlagWord flag;
+    if (size_t equals = word.find('='); equals != std::string::npos) {
+      flag = {word.substr(0, equals), word.substr(equals + 1)};
+    } else {
+      flag.name = word;
+      if (FlagsWithValues().count(word) > 0 && i + 1 < rest->size()) flag.value = (*rest)[++i];
+    }
+    line.flags.push_back(std::move(flag));
   }
   return line;
 }
@@ -321,21 +420,41 @@ absl::StatusOr<const Command*> ResolveCommand(const std::vector<std::string>& po
   return absl::InvalidArgumentError(absl::StrCat("unknown command '", name, "'"));
 }
 
+// Whether flag has the value its spec asks for: one when the spec names one, else none.
+absl::Status CheckFlagValue(const Command& command, const FlagSpec& spec, const FlagWord& flag) {
+  if (spec.value_name.empty() && flag.value) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(command.name, ": ", flag.name, " takes no value"));
+  }
+  if (!spec.value_name.empty() && (!flag.value || flag.value->empty())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(command.name, ": ", flag.name, " needs a ", spec.value_name));
+  }
+  return absl::OkStatus();
+}
+
 // Adds flag to the arguments if the command takes it and no alternative to it was given.
-absl::Status TakeFlag(const Command& command, const std::string& flag, Arguments& arguments) {
+absl::Status TakeFlag(const Command& command, const FlagWord& flag, Arguments& arguments) {
   for (const std::string& entry : command.flags) {
-    std::vector<std::string> alternatives = absl::StrSplit(entry, '|');
-    if (absl::c_find(alternatives, flag) == alternatives.end()) continue;
-    for (const std::string& other : alternatives) {
-      if (other != flag && arguments.Has(other)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(command.name, ": ", other, " and ", flag, " exclude each other"));
+    std::vector<FlagSpec> alternatives;
+    for (absl::string_view text : absl::StrSplit(entry, '|')) {
+      alternatives.push_back(ParseFlagSpec(text));
+    }
+    auto spec =
+        absl::c_find_if(alternatives, [&](const FlagSpec& s) { return s.name == flag.name; });
+    if (spec == alternatives.end()) continue;
+
+    for (const FlagSpec& other : alternatives) {
+      if (other.name != flag.name && arguments.Has(other.name)) {
+        return absl::InvalidArgumentError(absl::StrCat(command.name, ": ", other.name, " and ",
+                                                       flag.name, " exclude each other"));
       }
     }
-    arguments.flags.insert(flag);
+    if (absl::Status valued = CheckFlagValue(command, *spec, flag); !valued.ok()) return valued;
+    arguments.flags[flag.name] = flag.value.value_or("");
     return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(absl::StrCat(command.name, ": unknown flag ", flag));
+  return absl::InvalidArgumentError(absl::StrCat(command.name, ": unknown flag ", flag.name));
 }
 
 // Checks the words after the command's name against what the command takes.
@@ -356,7 +475,7 @@ absl::StatusOr<Arguments> ReadArguments(const Command& command, const CommandLin
         absl::StrCat(command.name, ": unexpected argument '", arguments.values[allowed], "'"));
   }
 
-  for (const std::string& flag : line.flags) {
+  for (const FlagWord& flag : line.flags) {
     absl::Status taken = TakeFlag(command, flag, arguments);
     if (!taken.ok()) return taken;
   }

@@ -15,8 +15,11 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 
 namespace nehost::agent {
@@ -26,9 +29,19 @@ using google::protobuf::Struct;
 using google::protobuf::Timestamp;
 using google::protobuf::Value;
 using google::protobuf::util::TimeUtil;
+using supervisor::v1::DoctorCheck;
 using supervisor::v1::ExitRecord;
+using supervisor::v1::StrayProcess;
 
 using Rows = std::vector<std::vector<std::string>>;
+
+// The summary paragraph of doctor is wrapped to fit a narrow terminal.
+constexpr size_t kParagraphWidth = 80;
+// Wide enough for every step nehostd names, so that the messages line up.
+constexpr int kStepWidth = 8;
+
+// Whether the recent exits belong in a registration block, or have a section of their own.
+enum class RecentExits { kInBlock, kLeftOut };
 
 Value Text(absl::string_view text) {
   Value value;
@@ -94,8 +107,8 @@ std::string JsonLine(const Struct& object) {
   return json + "\n";
 }
 
-// Columns two spaces apart, each as wide as its widest cell. The last cell of a row is not
-// padded, so no line ends in spaces.
+// Columns two spaces apart, each as wide as its widest cell. The last cell of a row that is
+// not empty is not padded, so no line ends in spaces.
 std::string Columns(const Rows& rows) {
   std::vector<size_t> widths;
   for (const std::vector<std::string>& row : rows) {
@@ -105,12 +118,59 @@ std::string Columns(const Rows& rows) {
 
   std::string text;
   for (const std::vector<std::string>& row : rows) {
-    for (size_t i = 0; i + 1 < row.size(); ++i) {
+    size_t cells = row.size();
+    while (cells > 0 && row[cells - 1].empty()) --cells;
+    for (size_t i = 0; i + 1 < cells; ++i) {
       absl::StrAppend(&text, row[i], std::string(widths[i] - row[i].size() + 2, ' '));
     }
-    absl::StrAppend(&text, row.empty() ? "" : row.back(), "\n");
+    absl::StrAppend(&text, cells == 0 ? "" : row[cells - 1], "\n");
   }
   return text;
+}
+
+// Text from a server, made safe to print as part of one line: a newline would break the
+// line apart, and an escape sequence could take over the terminal.
+std::string OneLine(absl::string_view text) {
+  std::string line(text);
+  for (char& c : line) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+  }
+  return line;
+}
+
+std::string Indent(absl::string_view text) {
+  std::string indented;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
+    absl::StrAppend(&indented, "  ", line, "\n");
+  }
+  return indented;
+}
+
+// "title:" and the rows below it, indented, or "title: none".
+std::string Section(absl::string_view title, const Rows& rows) {
+  if (rows.empty()) return absl::StrCat(title, ": none\n");
+  return absl::StrCat(title, ":\n", Indent(Columns(rows)));
+}
+
+// Words to lines of at most width columns, unless a word is longer; newlines are kept.
+std::string Wrap(absl::string_view text, size_t width) {
+  std::string wrapped;
+  for (absl::string_view paragraph : absl::StrSplit(text, '\n')) {
+    std::string line;
+    for (absl::string_view word : absl::StrSplit(paragraph, ' ', absl::SkipEmpty())) {
+      if (!line.empty() && line.size() + 1 + word.size() > width) {
+        absl::StrAppend(&wrapped, line, "\n");
+        line.clear();
+      }
+      absl::StrAppend(&line, line.empty() ? "" : " ", word);
+    }
+    absl::StrAppend(&wrapped, line, "\n");
+  }
+  return wrapped;
+}
+
+absl::Time ToTime(const Timestamp& at) {
+  return absl::FromUnixSeconds(at.seconds()) + absl::Nanoseconds(at.nanos());
 }
 
 std::string PidText(int32_t pid) { return pid == 0 ? "-" : absl::StrCat(pid); }
@@ -150,6 +210,39 @@ Struct ExitObject(const ExitRecord& exit) {
   return object;
 }
 
+Struct GenerationObject(const GenerationRecord& record) {
+  Struct object;
+  Set(object, "role", Text(RoleName(record.role())));
+  Set(object, "generation", Number(record.generation()));
+  Set(object, "pid", Number(record.pid()));
+  Set(object, "version", Text(record.version()));
+  return object;
+}
+
+// "candidate generation 4 pid 4242 version 0.2.0"
+std::string GenerationText(const GenerationRecord& record) {
+  std::string text = absl::StrCat(RoleName(record.role()), " generation ", record.generation(),
+                                  " pid ", PidText(record.pid()));
+  if (!record.version().empty()) absl::StrAppend(&text, " version ", record.version());
+  return text;
+}
+
+Struct CheckObject(const DoctorCheck& check) {
+  Struct object;
+  Set(object, "name", Text(check.name()));
+  Set(object, "ok", Boolean(check.ok()));
+  Set(object, "detail", Text(check.detail()));
+  return object;
+}
+
+Struct StrayObject(const StrayProcess& stray) {
+  Struct object;
+  Set(object, "pid", Number(stray.pid()));
+  Set(object, "executable", Text(stray.executable()));
+  Set(object, "why", Text(stray.why()));
+  return object;
+}
+
 Struct RuleObject(const Rule& rule) {
   Struct object;
   Set(object, "domain", Text(rule.domain()));
@@ -168,6 +261,10 @@ void AddPresentFields(const Registration& registration, Struct& object) {
   if (r.recent_exits_size() > 0) Set(object, "recent_exits", ListOf(r.recent_exits(), ExitObject));
   if (r.has_next_attempt_at()) Set(object, "next_attempt_at", Time(r.next_attempt_at()));
   if (!r.status_text().empty()) Set(object, "status_text", Text(r.status_text()));
+  if (!r.upgrading_to().empty()) Set(object, "upgrading_to", Text(r.upgrading_to()));
+  if (r.other_generations_size() > 0) {
+    Set(object, "other_generations", ListOf(r.other_generations(), GenerationObject));
+  }
 }
 
 Struct RegistrationObject(const Registration& registration) {
@@ -183,8 +280,12 @@ Struct RegistrationObject(const Registration& registration) {
   return object;
 }
 
-void AddPresentRows(const Registration& registration, Rows& rows) {
+void AddPresentRows(const Registration& registration, RecentExits exits, Rows& rows) {
   const Registration& r = registration;
+  if (!r.upgrading_to().empty()) rows.push_back({"upgrading_to:", r.upgrading_to()});
+  for (int i = 0; i < r.other_generations_size(); ++i) {
+    rows.push_back({i == 0 ? "other_generations:" : "", GenerationText(r.other_generations(i))});
+  }
   if (!r.executable().empty()) rows.push_back({"executable:", r.executable()});
   if (r.start_time_ticks() != 0) {
     rows.push_back({"start_time_ticks:", absl::StrCat(r.start_time_ticks())});
@@ -194,12 +295,13 @@ void AddPresentRows(const Registration& registration, Rows& rows) {
   if (r.has_next_attempt_at()) {
     rows.push_back({"next_attempt_at:", TimeUtil::ToString(r.next_attempt_at())});
   }
+  if (exits == RecentExits::kLeftOut) return;
   for (int i = 0; i < r.recent_exits_size(); ++i) {
     rows.push_back({i == 0 ? "recent_exits:" : "", ExitText(r.recent_exits(i))});
   }
 }
 
-Rows RegistrationRows(const Registration& registration) {
+Rows RegistrationRows(const Registration& registration, RecentExits exits) {
   Rows rows = {{"name:", registration.name()}, {"state:", StateName(registration.state())}};
   if (!registration.state_reason().empty()) {
     rows.push_back({"state_reason:", registration.state_reason()});
@@ -209,17 +311,46 @@ Rows RegistrationRows(const Registration& registration) {
   rows.push_back({"version:", registration.version()});
   rows.push_back({"endpoint:", registration.endpoint()});
   rows.push_back({"enabled:", registration.enabled() ? "yes" : "no"});
-  AddPresentRows(registration, rows);
+  AddPresentRows(registration, exits, rows);
   return rows;
 }
 
 // The reason matters most when something is wrong, and would only be noise beside "ready".
 std::string StateCell(const Registration& registration) {
-  std::string cell = StateName(registration.state());
+  std::vector<std::string> notes;
   if (registration.state() != supervisor::v1::READY && !registration.state_reason().empty()) {
-    absl::StrAppend(&cell, " (", registration.state_reason(), ")");
+    notes.push_back(registration.state_reason());
   }
+  if (!registration.upgrading_to().empty()) {
+    notes.push_back(absl::StrCat("upgrading to ", registration.upgrading_to()));
+  }
+
+  std::string cell = StateName(registration.state());
+  if (!notes.empty()) absl::StrAppend(&cell, " (", absl::StrJoin(notes, "; "), ")");
   return cell;
+}
+
+Rows CheckRows(const DoctorResponse& doctor) {
+  Rows rows;
+  for (const DoctorCheck& check : doctor.checks()) {
+    rows.push_back({check.ok() ? "ok" : "FAIL", check.name(), OneLine(check.detail())});
+  }
+  return rows;
+}
+
+Rows StrayRows(const DoctorResponse& doctor) {
+  if (doctor.strays().empty()) return {};
+  Rows rows = {{"PID", "EXECUTABLE", "WHY"}};
+  for (const StrayProcess& stray : doctor.strays()) {
+    rows.push_back({absl::StrCat(stray.pid()), stray.executable(), OneLine(stray.why())});
+  }
+  return rows;
+}
+
+Rows ExitRows(const Registration& registration) {
+  Rows rows;
+  for (const ExitRecord& exit : registration.recent_exits()) rows.push_back({ExitText(exit)});
+  return rows;
 }
 
 std::string ServiceName(const std::string& name, const StatusResponse& status) {
@@ -230,7 +361,7 @@ std::string ServiceName(const std::string& name, const StatusResponse& status) {
 
 std::string FormatRegistration(const Registration& registration, OutputFormat format) {
   if (format == OutputFormat::kJson) return JsonLine(RegistrationObject(registration));
-  return Columns(RegistrationRows(registration));
+  return Columns(RegistrationRows(registration, RecentExits::kInBlock));
 }
 
 std::string FormatServiceList(const ListResponse& list, OutputFormat format) {
@@ -330,11 +461,118 @@ std::string FormatEvent(const Event& event, OutputFormat format) {
 
   std::string detail = event.message();
   if (detail.empty() && event.has_exit()) detail = ExitCause(event.exit());
-  std::vector<std::string> parts = {TimeUtil::ToString(event.at()), event.name(), event.kind(),
+  std::vector<std::string> parts = {ClockTime(event.at()), event.name(), event.kind(),
                                     absl::StrCat("generation=", event.generation(), " pid=",
                                                  event.pid(), " state=", StateName(event.state()))};
   if (!detail.empty()) parts.push_back(detail);
   return absl::StrCat(absl::StrJoin(parts, "  "), "\n");
+}
+
+std::string FormatProgress(const UpgradeProgress& progress, OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    Struct object;
+    Set(object, "at", Time(progress.at()));
+    Set(object, "step", Text(progress.step()));
+    Set(object, "generation", Number(progress.generation()));
+    Set(object, "pid", Number(progress.pid()));
+    Set(object, "done", Boolean(progress.done()));
+    if (!progress.message().empty()) Set(object, "message", Text(progress.message()));
+    if (progress.done()) {
+      Set(object, "succeeded", Boolean(progress.succeeded()));
+      Set(object, "rolled_back", Boolean(progress.rolled_back()));
+    }
+    return JsonLine(object);
+  }
+
+  const std::string time = ClockTime(progress.at());
+  if (progress.message().empty()) return absl::StrCat(time, " ", OneLine(progress.step()), "\n");
+  return absl::StrFormat("%s %-*s %s\n", time, kStepWidth, OneLine(progress.step()),
+                         OneLine(progress.message()));
+}
+
+std::string FormatLiveStep(const std::string& step, const std::string& message,
+                           absl::Duration elapsed, int columns) {
+  const int64_t ms = std::max<int64_t>(absl::ToInt64Milliseconds(elapsed), 0);
+  std::string line = absl::StrFormat("%-*s  %6d ms", kStepWidth, OneLine(step), ms);
+  if (!message.empty()) absl::StrAppend(&line, "  ", OneLine(message));
+
+  // A line as wide as the terminal would wrap, and a carriage return could not reach back
+  // to its start. Cut it without splitting a UTF-8 sequence.
+  if (columns > 0 && line.size() >= static_cast<size_t>(columns)) {
+    size_t end = columns - 1;
+    while (end > 0 && (static_cast<unsigned char>(line[end]) & 0xC0) == 0x80) --end;
+    line.resize(end);
+  }
+  return line;
+}
+
+std::string FormatUpgraded(const std::string& name, uint64_t generation, const std::string& version,
+                           absl::Duration elapsed) {
+  std::string text = absl::StrCat("upgraded ", name, " to generation ", generation);
+  if (!version.empty()) absl::StrAppend(&text, " (version ", version, ")");
+  return absl::StrCat(text, " in ", absl::ToInt64Milliseconds(elapsed), " ms\n");
+}
+
+std::string FormatRolledBack(const std::string& name, const std::string& reason,
+                             uint64_t serving_generation) {
+  return absl::StrCat("rolled back ", name, ": ", OneLine(reason), "; generation ",
+                      serving_generation, " keeps serving\n");
+}
+
+std::string FormatRolledBackUnknown(const std::string& name, const std::string& reason,
+                                    const std::string& why_unknown) {
+  return absl::StrCat("rolled back ", name, ": ", OneLine(reason),
+                      "; no generation answers a lookup: ", OneLine(why_unknown), "\n");
+}
+
+std::string FormatDoctor(const DoctorResponse& doctor, OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    Struct object;
+    Set(object, "registration", Object(RegistrationObject(doctor.registration())));
+    Set(object, "checks", ListOf(doctor.checks(), CheckObject));
+    Set(object, "strays", ListOf(doctor.strays(), StrayObject));
+    Set(object, "summary", Text(doctor.summary()));
+    Set(object, "healthy", Boolean(DoctorFoundNothingWrong(doctor)));
+    return JsonLine(object);
+  }
+
+  std::string text = Columns(RegistrationRows(doctor.registration(), RecentExits::kLeftOut));
+  absl::StrAppend(&text, "\n", Section("checks", CheckRows(doctor)));
+  absl::StrAppend(&text, "\n", Section("strays", StrayRows(doctor)));
+  absl::StrAppend(&text, "\n", Section("recent exits", ExitRows(doctor.registration())));
+
+  absl::string_view summary = absl::StripAsciiWhitespace(doctor.summary());
+  if (!summary.empty()) absl::StrAppend(&text, "\n", Wrap(summary, kParagraphWidth));
+  return text;
+}
+
+bool DoctorFoundNothingWrong(const DoctorResponse& doctor) {
+  for (const DoctorCheck& check : doctor.checks()) {
+    if (!check.ok()) return false;
+  }
+  return doctor.strays().empty();
+}
+
+std::string FormatReexecStarted(int32_t pid) {
+  return absl::StrCat("nehostd pid ", pid, " re-executing; services keep running\n");
+}
+
+std::string FormatReexecEnded(int32_t pid, std::optional<absl::Duration> back_after,
+                              OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    Struct object;
+    Set(object, "pid", Number(pid));
+    Set(object, "back", Boolean(back_after.has_value()));
+    if (back_after) Set(object, "back_after_ms", Number(absl::ToInt64Milliseconds(*back_after)));
+    return JsonLine(object);
+  }
+
+  if (!back_after) return "";
+  return absl::StrCat("nehostd is back after ", absl::ToInt64Milliseconds(*back_after), " ms\n");
+}
+
+std::string ClockTime(const Timestamp& at) {
+  return absl::FormatTime("%H:%M:%E3S", ToTime(at), absl::UTCTimeZone());
 }
 
 std::string StateName(ServiceState state) {
@@ -376,6 +614,19 @@ std::string StopReasonName(StopReason reason) {
       return "host_shutdown";
     default:
       return absl::StrCat("reason_", static_cast<int>(reason));
+  }
+}
+
+std::string RoleName(GenerationRecord::Role role) {
+  switch (role) {
+    case GenerationRecord::ROLE_UNSPECIFIED:
+      return "unspecified";
+    case GenerationRecord::CANDIDATE:
+      return "candidate";
+    case GenerationRecord::DRAINING:
+      return "draining";
+    default:
+      return absl::StrCat("role_", static_cast<int>(role));
   }
 }
 

@@ -8,12 +8,13 @@
 // explicitly, so a new field in the API never appears in the output by accident. Keys come
 // out sorted, the same on every run; numbers are JSON numbers; times are RFC 3339 strings in
 // UTC; enums are the lower-case names below. Each command prints exactly one object on one
-// line (watch: one per event). The fields:
+// line (watch and upgrade: one per line as they happen). The fields:
 //
 //   lookup, start, stop, restart: a registration object
 //     always:        name, generation, pid, version, state, endpoint, enabled
 //     when present:  state_reason, executable, start_time_ticks, restart_count,
-//                    recent_exits, next_attempt_at, status_text
+//                    recent_exits, next_attempt_at, status_text, upgrading_to,
+//                    other_generations (generation objects)
 //   list:            {"services": [registration objects]}
 //   status:          service, version, pid, generation, uptime_ms, rule_count
 //   rules list:      {"service", "rules": [rule objects]}
@@ -21,18 +22,29 @@
 //   rules remove:    {"service", "domain", "removed" (how many)}
 //   watch, per line: at, name, generation, pid, state, kind; "message" and "exit" (an exit
 //                    object) when present
+//   upgrade, per line: at, step, generation, pid, done; "message" when present; on the last
+//                    line (done true) also "succeeded" and "rolled_back"
+//   doctor:          registration (a registration object), checks ([{name, ok, detail}]),
+//                    strays ([{pid, executable, why}]), summary, healthy (every check ok and
+//                    no stray)
+//   reexec:          pid (of nehostd), back (whether it answered again in time), and
+//                    "back_after_ms" when it did
 //
 //   rule object:     domain, action ("deny", "allow"), match ("exact", "suffix")
 //   exit object:     generation, pid, reason, and "signal" when a signal ended it, else
 //                    "exit_code"; "at" and "description" when present
+//   generation object: role ("candidate", "draining"), generation, pid, version
 //   state:           "starting", "ready", "draining", "stopping", "stopped", "backoff",
 //                    "failed" ("unspecified" when unset)
 //   reason:          "requested", "superseded", "crashed", "never_ready", "host_shutdown"
 //                    ("unspecified" when unset)
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
+#include "absl/time/time.h"
 #include "nehost/filter/v1/filter.pb.h"
 #include "nehost/supervisor/v1/supervisor.pb.h"
 
@@ -43,11 +55,14 @@ using filter::v1::ListRulesResponse;
 using filter::v1::RemoveRuleResponse;
 using filter::v1::Rule;
 using filter::v1::StatusResponse;
+using supervisor::v1::DoctorResponse;
 using supervisor::v1::Event;
+using supervisor::v1::GenerationRecord;
 using supervisor::v1::ListResponse;
 using supervisor::v1::Registration;
 using supervisor::v1::ServiceState;
 using supervisor::v1::StopReason;
+using supervisor::v1::UpgradeProgress;
 
 enum class OutputFormat { kTable, kJson };
 
@@ -68,12 +83,48 @@ std::string FormatAddedRule(const std::string& name, const AddRuleResponse& adde
 std::string FormatRemovedRules(const std::string& name, const std::string& domain,
                                const RemoveRuleResponse& removed, OutputFormat format);
 
-// Exactly one line.
+// Exactly one line; the table starts with the event's time, HH:MM:SS.mmm in UTC.
 std::string FormatEvent(const Event& event, OutputFormat format);
+
+// One step of an upgrade as a line that does not change: "HH:MM:SS.mmm step message" (the
+// time in UTC), or a JSON object.
+std::string FormatProgress(const UpgradeProgress& progress, OutputFormat format);
+
+// The step of an upgrade that a terminal shows, with how long it has taken so far or took:
+// "launch      12 ms  started generation 4 pid 4242". No newline; never wider than columns
+// (0: no limit), so that a carriage return can overwrite it.
+std::string FormatLiveStep(const std::string& step, const std::string& message,
+                           absl::Duration elapsed, int columns);
+
+// The last line of an upgrade: "upgraded NAME to generation G (version V) in X ms". The
+// version is left out when empty.
+std::string FormatUpgraded(const std::string& name, uint64_t generation, const std::string& version,
+                           absl::Duration elapsed);
+// "rolled back NAME: REASON; generation N keeps serving", or with what went wrong when
+// nehostctl could not tell which generation serves.
+std::string FormatRolledBack(const std::string& name, const std::string& reason,
+                             uint64_t serving_generation);
+std::string FormatRolledBackUnknown(const std::string& name, const std::string& reason,
+                                    const std::string& why_unknown);
+
+// The registration, each check, the strays, the recent exits, then the summary.
+std::string FormatDoctor(const DoctorResponse& doctor, OutputFormat format);
+// Whether every check is ok and no stray runs: what doctor's exit status reports.
+bool DoctorFoundNothingWrong(const DoctorResponse& doctor);
+
+// The table prints "nehostd pid P re-executing; services keep running" at once, then
+// "nehostd is back after N ms" once it answers; the JSON is one object, at the end.
+std::string FormatReexecStarted(int32_t pid);
+std::string FormatReexecEnded(int32_t pid, std::optional<absl::Duration> back_after,
+                              OutputFormat format);
+
+// HH:MM:SS.mmm in UTC.
+std::string ClockTime(const google::protobuf::Timestamp& at);
 
 // The lower-case names that both the tables and the JSON show.
 std::string StateName(ServiceState state);
 std::string StopReasonName(StopReason reason);
+std::string RoleName(GenerationRecord::Role role);
 std::string ActionName(Rule::Action action);
 std::string MatchName(Rule::Match match);
 

@@ -3,6 +3,31 @@
 #include "common/grpc_server.h"
 
 namespace nehost {
+namespace {
+
+// Calls that only read, retried when the connection breaks under them: a nehostd that is
+// restarting or re-executing, a generation that drains. Calls that change something are not
+// retried here; their callers decide.
+constexpr char kServiceConfig[] = R"({
+  "methodConfig": [{
+    "name": [
+      {"service": "nehost.supervisor.v1.Supervisor", "method": "Lookup"},
+      {"service": "nehost.supervisor.v1.Supervisor", "method": "List"},
+      {"service": "nehost.supervisor.v1.Supervisor", "method": "Doctor"},
+      {"service": "nehost.filter.v1.Filter", "method": "Status"},
+      {"service": "nehost.filter.v1.Filter", "method": "ListRules"}
+    ],
+    "retryPolicy": {
+      "maxAttempts": 5,
+      "initialBackoff": "0.02s",
+      "maxBackoff": "0.5s",
+      "backoffMultiplier": 2,
+      "retryableStatusCodes": ["UNAVAILABLE"]
+    }
+  }]
+})";
+
+}  // namespace
 
 std::shared_ptr<grpc::Channel> DialUnix(const std::string& target) {
   grpc::ChannelArguments arguments;
@@ -12,6 +37,7 @@ std::shared_ptr<grpc::Channel> DialUnix(const std::string& target) {
   // A channel of its own connections: a shared subchannel may still hold a connection to a
   // process that has since gone, and the first call on it would fail with "Broken pipe".
   arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  arguments.SetServiceConfigJSON(kServiceConfig);
   arguments.SetMaxReceiveMessageSize(kMaxMessageBytes);
   arguments.SetMaxSendMessageSize(kMaxMessageBytes);
 

@@ -7,13 +7,16 @@
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <chrono>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/notification.h"
 #include "common/files.h"
 #include "common/log.h"
 
@@ -148,9 +151,13 @@ void AcceptLoop::AcceptReady(int listen_fd) {
     }
 
     absl::StatusOr<PeerCredentials> peer = GetPeerCredentials(fd);
-    if (peer.ok()) {
+    struct stat info {};
+    ::fstat(fd, &info);
+    {
       absl::MutexLock lock(&mu_);
-      peers_[fd] = *peer;
+      accepted_[fd] = Accepted{peer.ok() ? *peer : PeerCredentials{}, info.st_ino};
+    }
+    if (peer.ok()) {
       spdlog::debug("accepted fd={} peer_pid={} peer_uid={}", fd, peer->pid, peer->uid);
     }
     grpc::AddInsecureChannelFromFd(server_, fd);
@@ -165,9 +172,19 @@ std::optional<PeerCredentials> AcceptLoop::PeerOf(const grpc::ServerContext& con
   if (!absl::ConsumePrefix(&digits, "fd:") || !absl::SimpleAtoi(digits, &fd)) return std::nullopt;
 
   absl::MutexLock lock(&mu_);
-  auto found = peers_.find(fd);
-  if (found == peers_.end()) return std::nullopt;
-  return found->second;
+  auto found = accepted_.find(fd);
+  if (found == accepted_.end()) return std::nullopt;
+  return found->second.peer;
+}
+
+void AcceptLoop::ShutdownConnections() {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [fd, accepted] : accepted_) {
+    struct stat info {};
+    if (::fstat(fd, &info) == 0 && S_ISSOCK(info.st_mode) && info.st_ino == accepted.inode) {
+      ::shutdown(fd, SHUT_RDWR);
+    }
+  }
 }
 
 absl::StatusOr<std::unique_ptr<FdServer>> FdServer::Start(
@@ -198,7 +215,13 @@ void FdServer::Stop(absl::Duration grace) {
     spdlog::warn("cancelling calls={} still running after the grace of {}ms",
                  counter_.in_flight(), absl::ToInt64Milliseconds(grace));
   }
-  server_->Shutdown(std::chrono::system_clock::now());
+  // Closing the connections under the clients, rather than gRPC's Shutdown with its GOAWAY,
+  // is what lets them go on: a call caught on a closed connection fails UNAVAILABLE, which
+  // clients retry on a new connection (to the next generation), while the sync server's
+  // Shutdown cancels calls it has queued, and CANCELLED is final. Shutdown then finds no
+  // connection to wait for.
+  accept_loop_->ShutdownConnections();
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Milliseconds(100)));
 }
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {

@@ -68,6 +68,12 @@ class AcceptLoop {
   // The credentials of the caller behind context, when it came through this loop.
   std::optional<PeerCredentials> PeerOf(const grpc::ServerContext& context) const;
 
+  // Shuts down (SHUT_RDWR) every connection this loop accepted that is still open, so that
+  // a server shutting down need not wait for idle clients to notice its GOAWAY. A number
+  // that gRPC closed and the kernel reused for another file is left alone: each connection
+  // is recognised by its inode.
+  void ShutdownConnections();
+
  private:
   void Run();
   void AcceptReady(int listen_fd);
@@ -78,7 +84,11 @@ class AcceptLoop {
   std::thread thread_;
 
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<int, PeerCredentials> peers_ ABSL_GUARDED_BY(mu_);
+  struct Accepted {
+    PeerCredentials peer;
+    ino_t inode = 0;
+  };
+  absl::flat_hash_map<int, Accepted> accepted_ ABSL_GUARDED_BY(mu_);
 };
 
 // A gRPC server with its accept loop and call counter: what nehostd and nehost-filter run.
@@ -89,10 +99,11 @@ class FdServer {
       const std::vector<grpc::Service*>& services, std::vector<int> listen_fds);
   ~FdServer();  // Stop(0).
 
-  // Stops accepting, so new connections wait in the backlog for whoever accepts next, lets
-  // the calls in flight finish for up to grace, then cancels the rest. Blocks until done.
+  // Stops accepting, so new connections wait in the backlog for whoever accepts next; sends
+  // every client a GOAWAY, so new calls go elsewhere; lets the calls in flight finish for up
+  // to grace, then cancels the rest and closes the connections. Blocks until done.
   // gRPC's own Shutdown(deadline) would also wait out the deadline for every idle client
-  // connection; counting calls ends as soon as the work is done.
+  // that has not yet noticed the GOAWAY; counting calls ends as soon as the work is done.
   void Stop(absl::Duration grace);
 
   int calls_in_flight() const { return counter_.in_flight(); }

@@ -25,9 +25,19 @@ absl::StatusOr<sockaddr_un> UnixAddress(const std::string& path) {
   return address;
 }
 
+// Whether some process accepts connections on the socket file at address.
+bool SomeoneListens(const sockaddr_un& address) {
+  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!probe) return false;
+  int rc = ::connect(probe.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address);
+  // EAGAIN: a listener whose backlog is full is still a listener.
+  return rc == 0 || errno == EAGAIN;
+}
+
 // A socket file left by a process that exited still exists but refuses connections. Only
-// such a file is removed: anything else at the path is somebody's data.
-absl::Status RemoveStaleSocket(const std::string& path) {
+// such a file is removed: a live socket is somebody's service, and any other file at the
+// path is somebody's data.
+absl::Status RemoveStaleSocket(const std::string& path, const sockaddr_un& address) {
   struct stat info;
   if (::lstat(path.c_str(), &info) != 0) {
     if (errno == ENOENT) return absl::OkStatus();
@@ -36,6 +46,10 @@ absl::Status RemoveStaleSocket(const std::string& path) {
   if (!S_ISSOCK(info.st_mode)) {
     return absl::AlreadyExistsError(
         absl::StrCat("bind ", path, ": a file that is not a socket is in the way"));
+  }
+  if (SomeoneListens(address)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("bind ", path, ": another process is listening on it"));
   }
   if (::unlink(path.c_str()) != 0) return ErrnoStatus(errno, "remove stale socket", path);
   return absl::OkStatus();
@@ -47,7 +61,7 @@ absl::StatusOr<UniqueFd> BindUnix(const std::string& path, int type, mode_t mode
 
   UniqueFd fd(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
   if (!fd) return ErrnoStatus(errno, "create socket for", path);
-  if (absl::Status removed = RemoveStaleSocket(path); !removed.ok()) return removed;
+  if (absl::Status removed = RemoveStaleSocket(path, *address); !removed.ok()) return removed;
 
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&*address), sizeof *address) != 0) {
     return ErrnoStatus(errno, "bind", path);

@@ -10,11 +10,22 @@
 
 namespace nehost::filter {
 
-FilterService::FilterService(RuleStore* store, InstanceInfo instance)
-    : store_(store), instance_(std::move(instance)) {}
+namespace {
+
+// The names counters carry, in StatusResponse and across generations.
+constexpr char kStatusMethod[] = "status";
+constexpr char kListRulesMethod[] = "list_rules";
+constexpr char kAddRuleMethod[] = "add_rule";
+constexpr char kRemoveRuleMethod[] = "remove_rule";
+
+}  // namespace
+
+FilterService::FilterService(RuleStore* store, MethodCounters* counters, InstanceInfo instance)
+    : store_(store), counters_(counters), instance_(std::move(instance)) {}
 
 grpc::Status FilterService::Status(grpc::ServerContext*, const v1::StatusRequest*,
                                    v1::StatusResponse* response) {
+  counters_->Increment(kStatusMethod);
   auto uptime = std::chrono::steady_clock::now() - instance_.started;
 
   response->set_version(kVersion);
@@ -23,17 +34,20 @@ grpc::Status FilterService::Status(grpc::ServerContext*, const v1::StatusRequest
   response->set_service(instance_.service);
   response->set_uptime_ms(std::chrono::duration_cast<std::chrono::milliseconds>(uptime).count());
   response->set_rule_count(store_->size());
+  counters_->CopyTo(response->mutable_counters());
   return grpc::Status::OK;
 }
 
 grpc::Status FilterService::ListRules(grpc::ServerContext*, const v1::ListRulesRequest*,
                                       v1::ListRulesResponse* response) {
+  counters_->Increment(kListRulesMethod);
   for (Rule& rule : store_->List()) *response->add_rules() = std::move(rule);
   return grpc::Status::OK;
 }
 
 grpc::Status FilterService::AddRule(grpc::ServerContext*, const v1::AddRuleRequest* request,
                                     v1::AddRuleResponse* response) {
+  counters_->Increment(kAddRuleMethod);
   absl::StatusOr<RuleStore::AddResult> result = store_->Add(request->rule());
   if (!result.ok()) {
     spdlog::debug("add rule refused error=\"{}\"", std::string(result.status().message()));
@@ -47,6 +61,7 @@ grpc::Status FilterService::AddRule(grpc::ServerContext*, const v1::AddRuleReque
 
 grpc::Status FilterService::RemoveRule(grpc::ServerContext*, const v1::RemoveRuleRequest* request,
                                        v1::RemoveRuleResponse* response) {
+  counters_->Increment(kRemoveRuleMethod);
   absl::StatusOr<size_t> removed = store_->Remove(request->domain(), request->match());
   if (!removed.ok()) {
     spdlog::debug("remove rule refused error=\"{}\"", std::string(removed.status().message()));

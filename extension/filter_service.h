@@ -1,14 +1,16 @@
 // FilterService answers nehost.filter.v1.Filter: the extension's status and its rule list.
 //
-// It does not own the RuleStore, which must outlive it. Handlers run on gRPC's threads and
-// may run at once; they share nothing but the store, which is thread safe. AddRule and
-// RemoveRule block until the rule file is on disk.
+// It owns neither the RuleStore nor the MethodCounters, which must outlive it; every call it
+// serves is counted there, by method. Handlers run on gRPC's threads and may run at once; they
+// share nothing but the store and the counters, which are thread safe. AddRule and RemoveRule
+// block until the rule file is on disk.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <string>
 
+#include "extension/method_counters.h"
 #include "extension/rule_store.h"
 #include "nehost/filter/v1/filter.grpc.pb.h"
 
@@ -25,7 +27,7 @@ struct InstanceInfo {
 
 class FilterService final : public v1::Filter::Service {
  public:
-  FilterService(RuleStore* store, InstanceInfo instance);
+  FilterService(RuleStore* store, MethodCounters* counters, InstanceInfo instance);
 
   grpc::Status Status(grpc::ServerContext* context, const v1::StatusRequest* request,
                       v1::StatusResponse* response) override;
@@ -38,6 +40,7 @@ class FilterService final : public v1::Filter::Service {
 
  private:
   RuleStore* const store_;
+  MethodCounters* const counters_;
   const InstanceInfo instance_;
 };
 

@@ -1,11 +1,13 @@
 // nehost-filter: the extension nehost ships. It serves nehost.filter.v1 on a Unix socket that
-// it inherits (nehostd, systemd socket activation) or binds itself, and runs until SIGTERM or
-// SIGINT.
+// it inherits (nehostd, systemd socket activation) or binds itself, and runs until SIGTERM,
+// SIGINT, or a drain on its control channel to nehostd.
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <systemd/sd-daemon.h>
 
 #include <boost/program_options.hpp>
 #include <chrono>
@@ -21,17 +23,20 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/failpoint.h"
 #include "common/files.h"
-#include "common/grpc_server.h"
 #include "common/listen_fds.h"
 #include "common/log.h"
 #include "common/unique_fd.h"
 #include "common/unix_socket.h"
 #include "common/version.h"
-#include "extension/filter_service.h"
+#include "extension/control_server.h"
+#include "extension/generation.h"
+#include "extension/notify.h"
 #include "extension/rule_store.h"
 #include "spdlog/spdlog.h"
 
@@ -51,7 +56,7 @@ constexpr char kGrpcSocketName[] = "grpc";
 constexpr char kHelp[] = R"(usage: nehost-filter [--listen PATH] [--state-dir DIR] [-v]
 
 Serves nehost.filter.v1 (status and domain rules), grpc.health.v1 and server reflection
-over gRPC on a Unix socket, until SIGTERM or SIGINT.
+over gRPC on a Unix socket, until SIGTERM, SIGINT, or a drain from nehostd.
 
 Socket: when LISTEN_PID is this process's pid and LISTEN_FDS is set, as nehostd and systemd
 socket activation set them, it serves the inherited socket that LISTEN_FDNAMES names "grpc",
@@ -61,10 +66,17 @@ or the only inherited socket whatever its name, and ignores --listen. Otherwise 
 Readiness: when NOTIFY_SOCKET is set it sends READY=1 once it serves, and STOPPING=1 on
 SIGTERM or SIGINT; it then lets calls in flight finish (for up to 5 s) and exits 0.
 
-State: the rules live in DIR/rules.json; DIR must exist. Status reports NEHOST_GENERATION
-and NEHOST_SERVICE, which nehostd sets.
+Control: when NEHOST_CONTROL_SOCKET=PATH is set, as nehostd sets it, it listens on PATH
+(mode 0600) before READY=1 and answers nehostd's health, take_listeners, drain and
+import_state requests there. After a drain it exits 0.
 
-Exit status: 0 after a stop signal, 1 on a runtime failure, 2 on a usage error.
+State: the rules live in DIR/rules.json; DIR must exist. Status reports NEHOST_GENERATION
+and NEHOST_SERVICE, which nehostd sets, and the calls served since the service first started.
+
+Tests: NEHOST_FAILPOINTS arms filter.start, filter.before_ready and
+filter.drain.before_reply. A build whose version ends in "-bad" exits 1 at start.
+
+Exit status: 0 after a stop signal or a drain, 1 on a runtime failure, 2 on a usage error.
 
 )";
 
@@ -140,7 +152,7 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
   return ResolveStateDir(flags);
 }
 
-// Blocked in every thread, gRPC's included, so that only WaitForStopSignal receives them.
+// Blocked in every thread, gRPC's included, so that only StopWaiter receives them.
 // Must run before the first thread starts: threads inherit the mask when they are created.
 sigset_t BlockStopSignals() {
   sigset_t signals;
@@ -151,12 +163,42 @@ sigset_t BlockStopSignals() {
   return signals;
 }
 
-int WaitForStopSignal(const sigset_t& signals) {
-  for (;;) {
-    int signal = sigwaitinfo(&signals, nullptr);
-    if (signal > 0) return signal;
+// Waits for whichever ends the run first: a stop signal, or a drain on the control channel.
+class StopWaiter {
+ public:
+  static absl::StatusOr<StopWaiter> Create(const sigset_t& signals) {
+    StopWaiter waiter;
+    waiter.signals_.Reset(::signalfd(-1, &signals, SFD_CLOEXEC));
+    if (!waiter.signals_) return ErrnoStatus(errno, "create", "signalfd for stop signals");
+    waiter.drained_.Reset(::eventfd(0, EFD_CLOEXEC));
+    if (!waiter.drained_) return ErrnoStatus(errno, "create", "eventfd for drain");
+    return waiter;
   }
-}
+
+  // Thread safe.
+  void NotifyDrained() {
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t written = ::write(drained_.get(), &one, sizeof one);
+  }
+
+  // The signal that arrived, or 0 after a drain.
+  int Wait() {
+    pollfd polled[2] = {{signals_.get(), POLLIN, 0}, {drained_.get(), POLLIN, 0}};
+    // Only EINTR fails a poll of two valid descriptors with no timeout.
+    while (::poll(polled, 2, -1) <= 0) {
+    }
+    if (polled[1].revents != 0) return 0;
+
+    // The signalfd was readable, so a short read cannot happen; stop as asked all the same.
+    signalfd_siginfo info{};
+    if (::read(signals_.get(), &info, sizeof info) != sizeof info) return SIGTERM;
+    return static_cast<int>(info.ssi_signo);
+  }
+
+ private:
+  UniqueFd signals_;
+  UniqueFd drained_;
+};
 
 absl::StatusOr<InstanceInfo> InstanceFromEnvironment() {
   InstanceInfo instance;
@@ -209,40 +251,62 @@ std::string SocketPathOf(int fd) {
   return address.sun_path;
 }
 
-void Notify(const std::string& state) {
-  int sent = sd_notify(0, state.c_str());
-  if (sent < 0) {
-    spdlog::warn("notify failed error=\"{}\"; the supervisor will not see this state",
-                 ErrnoText(-sent));
-  }
+// Listens where nehostd asked for the control channel; nullptr when it did not ask.
+absl::StatusOr<std::unique_ptr<ControlServer>> StartControlServer(Generation* generation) {
+  const char* path = std::getenv("NEHOST_CONTROL_SOCKET");
+  if (path == nullptr || *path == '\0') return nullptr;
+  return ControlServer::Listen(path, generation);
 }
 
-int Serve(const Listener& listener, RuleStore* store, InstanceInfo instance,
-          const sigset_t& stop_signals) {
-  uint64_t generation = instance.generation;
-  FilterService service(store, std::move(instance));
-  absl::StatusOr<std::unique_ptr<FdServer>> server = FdServer::Start({&service}, {listener.fd});
-  if (!server.ok()) return RuntimeFailure(server.status());
-  spdlog::info("serving socket={} activated={} generation={} version={}", SocketPathOf(listener.fd),
-               listener.activated, generation, kVersion);
-  Notify(absl::StrCat("READY=1\nSTATUS=serving version=", kVersion, " rules=", store->size()));
+// After a drain, the control channel has already stopped the server and handed over.
+int ExitAfterDrain(std::unique_ptr<ControlServer> control, uint64_t generation) {
+  control.reset();
+  spdlog::info("exiting after drain generation={}", generation);
+  return 0;
+}
 
-  int signal = WaitForStopSignal(stop_signals);
+int StopAfterSignal(int signal, std::unique_ptr<ControlServer> control, Generation* generation) {
   spdlog::info("stopping signal={} grace_ms={}", absl::AsciiStrToLower(sigabbrev_np(signal)),
                absl::ToInt64Milliseconds(kShutdownGrace));
   Notify("STOPPING=1");
 
-  (*server)->Stop(kShutdownGrace);
+  // First the control channel, so that no drain starts while the server stops; one already
+  // under way is finished and answered.
+  control.reset();
+  generation->Stop(kShutdownGrace);
   spdlog::info("stopped");
   return 0;
 }
 
-int Main(int argc, char** argv) {
-  sigset_t stop_signals = BlockStopSignals();
-  Flags flags;
-  if (std::optional<int> exit_code = ParseFlags(argc, argv, &flags)) return *exit_code;
-  InitLogging("nehost-filter", flags.verbose ? LogVerbosity::kDebug : LogVerbosity::kNormal);
+int Serve(const Listener& listener, const std::vector<InheritedSocket>& inherited, RuleStore* store,
+          InstanceInfo instance, const sigset_t& stop_signals) {
+  absl::StatusOr<StopWaiter> waiter = StopWaiter::Create(stop_signals);
+  if (!waiter.ok()) return RuntimeFailure(waiter.status());
 
+  uint64_t number = instance.generation;
+  absl::StatusOr<std::unique_ptr<Generation>> generation = Generation::Start(
+      store, {std::move(instance), listener.fd, inherited, [&] { waiter->NotifyDrained(); }});
+  if (!generation.ok()) return RuntimeFailure(generation.status());
+  spdlog::info("serving socket={} activated={} generation={} version={}", SocketPathOf(listener.fd),
+               listener.activated, number, kVersion);
+
+  absl::StatusOr<std::unique_ptr<ControlServer>> control = StartControlServer(generation->get());
+  if (!control.ok()) return RuntimeFailure(control.status());
+  if (Failpoint("filter.before_ready")) {
+    return RuntimeFailure(absl::InternalError("start: failed at failpoint filter.before_ready"));
+  }
+  Notify(absl::StrCat("READY=1\nSTATUS=serving version=", kVersion, " rules=", store->size()));
+
+  int signal = waiter->Wait();
+  if (signal == 0) return ExitAfterDrain(*std::move(control), number);
+  return StopAfterSignal(signal, *std::move(control), generation->get());
+}
+
+// The upgrade tests build a copy of this program whose version ends in "-bad": a release
+// that never becomes ready, built from the same sources.
+bool IsStampedBad() { return absl::EndsWith(kVersion, "-bad"); }
+
+int Run(const Flags& flags, const sigset_t& stop_signals) {
   absl::StatusOr<std::vector<InheritedSocket>> inherited = TakeListenFds();
   if (!inherited.ok()) return RuntimeFailure(inherited.status());
   if (inherited->empty() && flags.listen_path.empty()) {
@@ -256,7 +320,24 @@ int Main(int argc, char** argv) {
 
   absl::StatusOr<Listener> listener = ChooseListener(flags, *inherited);
   if (!listener.ok()) return RuntimeFailure(listener.status());
-  return Serve(*listener, store->get(), *std::move(instance), stop_signals);
+  return Serve(*listener, *inherited, store->get(), *std::move(instance), stop_signals);
+}
+
+int Main(int argc, char** argv) {
+  sigset_t stop_signals = BlockStopSignals();
+  Flags flags;
+  if (std::optional<int> exit_code = ParseFlags(argc, argv, &flags)) return *exit_code;
+  InitLogging("nehost-filter", flags.verbose ? LogVerbosity::kDebug : LogVerbosity::kNormal);
+  InitFailpoints();
+
+  if (Failpoint("filter.start")) {
+    return RuntimeFailure(absl::InternalError("start: failed at failpoint filter.start"));
+  }
+  if (IsStampedBad()) {
+    spdlog::error("this build is stamped bad and exits at start version={}", kVersion);
+    return kExitFailure;
+  }
+  return Run(flags, stop_signals);
 }
 
 }  // namespace

@@ -222,6 +222,20 @@ absl::StatusOr<size_t> RuleStore::Remove(absl::string_view domain, Rule::Match m
   return removed;
 }
 
+absl::Status RuleStore::Reload() {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<std::vector<Rule>> rules = LoadRules(path_);
+  if (!rules.ok()) {
+    spdlog::error("reload rules failed path={} error=\"{}\"; keeping the {} rules in memory", path_,
+                  std::string(rules.status().message()), rules_.size());
+    return rules.status();
+  }
+
+  spdlog::info("rules reloaded path={} count={} before={}", path_, rules->size(), rules_.size());
+  rules_ = *std::move(rules);
+  return absl::OkStatus();
+}
+
 std::vector<Rule> RuleStore::List() const {
   absl::MutexLock lock(&mu_);
   return rules_;

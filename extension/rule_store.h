@@ -6,6 +6,10 @@
 // memory: a failed write leaves both the file and the list as they were. A file that cannot
 // be read or parsed is an error at Open and is never replaced by an empty list.
 //
+// Two generations of nehost-filter share the file while one hands over to the next; the one
+// that takes over calls Reload once its predecessor has drained, so that rules added through
+// the predecessor in the meantime are in force.
+//
 // Thread safe. Add and Remove block on the disk while they hold the store's lock, so that the
 // file always holds the last list answered; List and size wait behind a write in flight.
 #pragma once
@@ -51,6 +55,14 @@ class RuleStore {
   // Removes the domain's rule with that match, or all of its rules for MATCH_UNSPECIFIED.
   // Returns how many were removed; none is not an error.
   absl::StatusOr<size_t> Remove(absl::string_view domain, Rule::Match match);
+
+  // Replaces the list with the file's, as Open reads it. When the file cannot be read or
+  // parsed, the list stays as it was and the error is logged and returned.
+  //
+  // TODO: during the overlap, a change through the new generation writes the file from its
+  // own list and so undoes a change made through the old one in the same window; a lock on
+  // the file around a read-modify-write in Add and Remove would keep both.
+  absl::Status Reload();
 
   // In the order they were first added; a replaced rule keeps its place.
   std::vector<Rule> List() const;

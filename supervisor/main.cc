@@ -8,13 +8,16 @@
 #include <unistd.h>
 
 #include <boost/program_options.hpp>
+#include <atomic>
 #include <cerrno>
 #include <filesystem>
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "common/failpoint.h"
 #include "common/files.h"
 #include "common/grpc_server.h"
+#include "common/listen_fds.h"
 #include "common/log.h"
 #include "common/unix_socket.h"
 #include "common/version.h"
@@ -34,7 +37,11 @@ constexpr int kExitUsage = 2;
 struct Flags {
   SupervisorOptions options;
   bool verbose = false;
+  bool no_reconcile = false;
 };
+
+// Set by the Reexec handler; the main thread re-executes once it sees SIGUSR1.
+std::atomic<bool> reexec_requested{false};
 
 constexpr char kUsage[] =
     "usage: nehostd [--config-dir DIR] [--runtime-dir DIR] [--state-dir DIR] [options]\n"
@@ -65,6 +72,9 @@ int ParseFlags(int argc, char** argv, Flags* flags) {
        "folder for registry.json and each service's state in services/NAME/")
       ("lookup-wait-ms", po::value(&lookup_wait_ms)->default_value(5000),
        "how long a lookup waits for a starting service")
+      ("no-reconcile", po::bool_switch(&flags->no_reconcile),
+       "trust the registry as recorded, like a naive supervisor: no verification, adoption or "
+       "replacement (for reproducing the field failure; never in production)")
       ("verbose,v", po::bool_switch(&flags->verbose), "log routine detail too");
 
   po::variables_map values;
@@ -88,6 +98,7 @@ int ParseFlags(int argc, char** argv, Flags* flags) {
     return kExitUsage;
   }
   options.lookup_wait = absl::Milliseconds(lookup_wait_ms);
+  options.reconcile = !flags->no_reconcile;
   return -1;
 }
 
@@ -113,14 +124,35 @@ absl::StatusOr<UniqueFd> LockRuntimeDir(const std::string& runtime_dir) {
   return fd;
 }
 
-int WaitForStopSignal(const sigset_t& signals) {
+int WaitForSignal(const sigset_t& signals) {
   for (;;) {
     int signal = 0;
     if (::sigwait(&signals, &signal) == 0) return signal;
   }
 }
 
-int Run(const Flags& flags) {
+// The socket nehostd.sock, inherited across a re-execution (or from systemd's socket
+// activation) so that clients wait in its backlog instead of being refused; else bound anew.
+absl::StatusOr<UniqueFd> TakeOrBindControlSocket(const std::string& path) {
+  absl::StatusOr<std::vector<InheritedSocket>> inherited = TakeListenFds();
+  if (inherited.ok() && inherited->size() == 1) return UniqueFd((*inherited)[0].fd);
+  return ListenUnix(path, 0660);
+}
+
+// Re-executes this program with the same arguments, handing nehostd.sock over as fd 3 the
+// socket-activation way. Returns only on failure.
+absl::Status ReexecSelf(char** argv, UniqueFd control_socket) {
+  if (::dup2(control_socket.get(), kListenFdsStart) < 0) {
+    return ErrnoStatus(errno, "dup2", "nehostd.sock for the new image");
+  }
+  ::setenv("LISTEN_FDS", "1", 1);
+  ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+  ::setenv("LISTEN_FDNAMES", "nehostd", 1);
+  ::execv("/proc/self/exe", argv);
+  return ErrnoStatus(errno, "execv", "/proc/self/exe");
+}
+
+int Run(const Flags& flags, char** argv) {
   const SupervisorOptions& options = flags.options;
   absl::StatusOr<UniqueFd> lock = LockRuntimeDir(options.runtime_dir);
   if (!lock.ok()) {
@@ -129,12 +161,15 @@ int Run(const Flags& flags) {
   }
 
   Supervisor supervisor(options, MakeProcessLauncher());
-  SupervisorService service(&supervisor);
+  SupervisorService service(&supervisor, [] {
+    reexec_requested = true;
+    ::kill(::getpid(), SIGUSR1);
+  });
 
   // Bound before the services start, so an early client waits in the backlog instead of
   // being refused.
   std::string socket_path = supervisor.control_socket_path();
-  absl::StatusOr<UniqueFd> listener = ListenUnix(socket_path, 0660);
+  absl::StatusOr<UniqueFd> listener = TakeOrBindControlSocket(socket_path);
   if (!listener.ok()) {
     spdlog::error("cannot start: {}", listener.status().message());
     return kExitFailure;
@@ -158,7 +193,19 @@ int Run(const Flags& flags) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
-  int signal = WaitForStopSignal(signals);
+  sigaddset(&signals, SIGUSR1);
+  int signal = WaitForSignal(signals);
+  while (signal == SIGUSR1 && !reexec_requested) signal = WaitForSignal(signals);
+
+  if (signal == SIGUSR1) {
+    spdlog::info("re-executing; every service keeps running and is adopted by the new image");
+    sd_notify(0, "RELOADING=1");
+    supervisor.Detach();
+    (*server)->Stop(absl::Seconds(1));
+    absl::Status failed = ReexecSelf(argv, std::move(*listener));
+    spdlog::error("re-execution failed: {}; stopping", failed.message());
+    return kExitFailure;
+  }
 
   spdlog::info("stopping signal={}: stopping every service first", sigabbrev_np(signal));
   sd_notify(0, "STOPPING=1");
@@ -182,6 +229,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
@@ -191,5 +239,6 @@ int main(int argc, char** argv) {
                                                : nehost::LogVerbosity::kNormal);
   flags.options.self_dir = SelfDir();
   flags.options.version = nehost::kVersion;
-  return Run(flags);
+  nehost::InitFailpoints();
+  return Run(flags, argv);
 }

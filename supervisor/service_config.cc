@@ -93,6 +93,16 @@ absl::StatusOr<ServiceDefinition> ParseServiceDefinition(const std::string& text
   }
 
   std::filesystem::path executable(definition.executable());
+  if (!definition.package_prefix().empty()) {
+    // Packaged: the executable is a path inside each installed version.
+    if (!std::filesystem::path(definition.package_prefix()).is_absolute() ||
+        executable.is_absolute() || definition.executable().find("..") != std::string::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ": with package_prefix, the prefix must be absolute and executable a path "
+                  "inside a version, such as \"bin/nehost-filter\""));
+    }
+    return definition;
+  }
   if (executable.is_relative()) {
     definition.set_executable((std::filesystem::path(base_dir) / executable).lexically_normal());
   }

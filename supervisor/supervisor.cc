@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -17,20 +18,49 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/failpoint.h"
 #include "common/files.h"
+#include "common/log.h"
 #include "common/process_info.h"
 #include "common/unix_socket.h"
-#include "common/log.h"
+#include "supervisor/control_client.h"
+#include "supervisor/service_state.h"
 
 namespace nehost::supervisor {
 
 using nehost::supervisor::v1::ExitRecord;
+using nehost::supervisor::v1::GenerationRecord;
 
 namespace {
 
 constexpr int kMaxRecentExits = 10;
 
-google::protobuf::Timestamp ToProto(absl::Time time) {
+bool PidfdExited(int pidfd) {
+  pollfd polled{pidfd, POLLIN, 0};
+  return ::poll(&polled, 1, 0) > 0;
+}
+
+// "killed by signal 9 (Killed)" or "exited with code 3".
+void DescribeExit(const siginfo_t& info, ExitRecord* record) {
+  if (info.si_code == CLD_EXITED) {
+    record->set_exit_code(info.si_status);
+    record->set_description(absl::StrCat("exited with code ", info.si_status));
+  } else {
+    record->set_signal(info.si_status);
+    record->set_description(
+        absl::StrCat("killed by signal ", info.si_status, " (", strsignal(info.si_status), ")"));
+  }
+}
+
+std::string ExitKeyValue(const ExitRecord& record) {
+  if (record.signal() != 0) return absl::StrCat("signal:", record.signal());
+  if (record.exit_code() < 0) return "unknown";
+  return absl::StrCat("code:", record.exit_code());
+}
+
+}  // namespace
+
+google::protobuf::Timestamp ToProtoTime(absl::Time time) {
   google::protobuf::Timestamp proto;
   timespec ts = absl::ToTimespec(time);
   proto.set_seconds(ts.tv_sec);
@@ -46,29 +76,7 @@ int PidfdSendSignal(int pidfd, int signal) {
   return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, signal, nullptr, 0));
 }
 
-bool PidfdExited(int pidfd) {
-  pollfd polled{pidfd, POLLIN, 0};
-  return ::poll(&polled, 1, 0) > 0;
-}
-
-// "killed by signal 9 (Killed)" or "exited with code 3", and the matching key=value.
-void DescribeExit(const siginfo_t& info, ExitRecord* record) {
-  if (info.si_code == CLD_EXITED) {
-    record->set_exit_code(info.si_status);
-    record->set_description(absl::StrCat("exited with code ", info.si_status));
-  } else {
-    record->set_signal(info.si_status);
-    record->set_description(
-        absl::StrCat("killed by signal ", info.si_status, " (", strsignal(info.si_status), ")"));
-  }
-}
-
-std::string ExitKeyValue(const ExitRecord& record) {
-  if (record.signal() != 0) return absl::StrCat("signal:", record.signal());
-  return absl::StrCat("code:", record.exit_code());
-}
-
-}  // namespace
+int PidfdOpen(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 
 std::string StateName(ServiceState state) {
   if (state == nehost::supervisor::v1::SERVICE_STATE_UNSPECIFIED) return "unknown";
@@ -92,45 +100,6 @@ std::string StopReasonName(StopReason reason) {
   }
 }
 
-// Everything nehostd keeps for one service; the persisted part lives in the registry.
-struct Supervisor::Service {
-  Service(ServiceDefinition definition_in, Registration* registration_in)
-      : definition(std::move(definition_in)),
-        registration(registration_in),
-        backoff(BackoffPolicy::FromProto(definition.restart())) {}
-
-  ServiceDefinition definition;
-  Registration* registration;
-  BackoffSchedule backoff;
-
-  // The gRPC socket first, then the definition's listeners, in LISTEN_FDS order.
-  std::vector<UniqueFd> listeners;
-  std::vector<std::string> listener_names;
-  // Why the listeners could not be created; such a service cannot start.
-  std::string setup_error;
-
-  UniqueFd pidfd;
-  absl::Time ready_at = absl::InfinitePast();
-  // When the current state times out: ready timeout, stop grace or next attempt.
-  absl::Time deadline = absl::InfiniteFuture();
-  // Set when nehostd asked the process to stop; an exit without it is a crash.
-  StopReason stop_reason = nehost::supervisor::v1::STOP_REASON_UNSPECIFIED;
-  bool relaunch_after_stop = false;
-  bool kill_sent = false;
-
-  pid_t pid() const { return registration->pid(); }
-  const std::string& name() const { return definition.name(); }
-
-  absl::Duration ready_timeout(const SupervisorOptions& options) const {
-    return definition.ready_timeout_ms() > 0 ? absl::Milliseconds(definition.ready_timeout_ms())
-                                             : options.default_ready_timeout;
-  }
-  absl::Duration stop_grace(const SupervisorOptions& options) const {
-    return definition.stop_grace_ms() > 0 ? absl::Milliseconds(definition.stop_grace_ms())
-                                          : options.default_stop_grace;
-  }
-};
-
 Supervisor::Supervisor(SupervisorOptions options, std::unique_ptr<Launcher> launcher)
     : options_(std::move(options)),
       launcher_(std::move(launcher)),
@@ -144,8 +113,8 @@ std::string Supervisor::control_socket_path() const {
 
 absl::Status Supervisor::PrepareFolders() {
   for (const std::string& folder :
-       {options_.runtime_dir, options_.runtime_dir + "/services", options_.state_dir,
-        options_.state_dir + "/services"}) {
+       {options_.runtime_dir, options_.runtime_dir + "/services", options_.runtime_dir + "/gen",
+        options_.state_dir, options_.state_dir + "/services"}) {
     if (absl::Status made = MakeDirs(folder, 0755); !made.ok()) return made;
     if (::access(folder.c_str(), W_OK) != 0) {
       return ErrnoStatus(errno, "write to folder", folder);
@@ -181,6 +150,10 @@ absl::Status Supervisor::Start() {
                  options_.config_dir, loaded.definitions[0].name(),
                  loaded.definitions[0].executable());
   }
+  if (!options_.reconcile) {
+    spdlog::warn("reconciliation is off: trusting the registry as recorded, without verifying "
+                 "or replacing what it names");
+  }
 
   absl::MutexLock lock(&mu_);
   LoadRegistry();
@@ -188,12 +161,14 @@ absl::Status Supervisor::Start() {
   for (const Registration& stale : registry_.All()) {
     if (services_.count(stale.name()) != 0) continue;
     spdlog::info("forgetting service={}: it is no longer defined", stale.name());
-    StopLeftoverProcess(stale);
+    StopLeftoverProcess(stale.name(), stale.generation(), stale.pid(), stale.start_time_ticks());
+    StopLeftoverGenerations(stale);
     registry_.Remove(stale.name());
   }
   Persist();
 
   loop_ = std::thread([this] { RunLoop(); });
+  for (auto& [name, service] : services_) UpgradeIfOutdated(*service);
   return absl::OkStatus();
 }
 
@@ -214,33 +189,42 @@ void Supervisor::AddService(ServiceDefinition definition) {
   bool known = registry_.Find(name) != nullptr;
   Registration& registration = registry_.FindOrAdd(name);
   if (!known) registration.set_enabled(true);
-
-  // A process recorded by an earlier nehostd that still runs is supervised by nobody.
-  if (registration.pid() != 0) StopLeftoverProcess(registration);
-  registration.set_pid(0);
-  registration.set_start_time_ticks(0);
   if (definition.version().empty()) definition.set_version(options_.version);
 
-  auto service = std::make_unique<Service>(std::move(definition), &registration);
-  Service& added = *service;
-  services_[name] = std::move(service);
+  auto owned = std::make_unique<Service>(std::move(definition), &registration);
+  Service& service = *owned;
+  services_[name] = std::move(owned);
 
-  if (absl::Status listeners = CreateListeners(added); !listeners.ok()) {
-    added.setup_error = std::string(listeners.message());
+  if (!options_.reconcile) {
+    TrustRecord(service);
+    if (service.current != nullptr) return;
+  } else {
+    StopLeftoverGenerations(registration);
+    if (TryAdopt(service)) return;
+  }
+
+  registration.set_pid(0);
+  registration.set_start_time_ticks(0);
+  registration.clear_other_generations();
+  registration.clear_upgrading_to();
+  if (absl::Status listeners = CreateListeners(service); !listeners.ok()) {
+    service.setup_error = std::string(listeners.message());
     spdlog::error("cannot host service={}: {}", name, listeners.message());
-    SetState(added, nehost::supervisor::v1::FAILED, added.setup_error);
+    SetState(service, nehost::supervisor::v1::FAILED, service.setup_error);
     return;
   }
   if (!registration.enabled()) {
-    SetState(added, nehost::supervisor::v1::STOPPED, "stopped by request");
+    SetState(service, nehost::supervisor::v1::STOPPED, "stopped by request");
     return;
   }
-  Launch(added);
+  Launch(service);
 }
 
 absl::Status Supervisor::CreateListeners(Service& service) {
   std::string path = absl::StrCat(options_.runtime_dir, "/services/", service.name(), ".sock");
   service.registration->set_endpoint("unix:" + path);
+  service.listeners.clear();
+  service.listener_names.clear();
 
   absl::StatusOr<UniqueFd> grpc_socket = ListenUnix(path, 0660);
   if (!grpc_socket.ok()) return grpc_socket.status();
@@ -262,33 +246,65 @@ absl::Status Supervisor::CreateListeners(Service& service) {
   return absl::OkStatus();
 }
 
-void Supervisor::StopLeftoverProcess(const Registration& registration) {
-  pid_t pid = registration.pid();
+void Supervisor::StopLeftoverProcess(const std::string& name, uint64_t generation, pid_t pid,
+                                     uint64_t start_time_ticks) {
   if (pid <= 0) return;
 
   // Only the registered process, not whatever reuses its pid: same start time, or leave it.
-  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  UniqueFd pidfd(PidfdOpen(pid));
   absl::StatusOr<uint64_t> start = ReadProcessStartTime(pid);
-  if (!pidfd || !start.ok() || *start != registration.start_time_ticks()) return;
+  if (!pidfd || !start.ok() || *start != start_time_ticks) return;
 
-  // TODO: adopt such a process instead of stopping it, once generations expose a control
-  // channel; until then a restart of nehostd after kill -9 restarts its services.
   spdlog::warn("stopping unsupervised process service={} generation={} pid={}: left by an "
-               "earlier nehostd; a new generation replaces it",
-               registration.name(), registration.generation(), pid);
+               "earlier nehostd and not adoptable",
+               name, generation, pid);
   PidfdSendSignal(pidfd.get(), SIGTERM);
   pollfd polled{pidfd.get(), POLLIN, 0};
-  if (::poll(&polled, 1, static_cast<int>(absl::ToInt64Milliseconds(options_.default_stop_grace))) <= 0) {
-    spdlog::warn("killing unsupervised process service={} pid={}: no exit within the grace",
-                 registration.name(), pid);
+  int grace_ms = static_cast<int>(absl::ToInt64Milliseconds(options_.default_stop_grace));
+  if (::poll(&polled, 1, grace_ms) <= 0) {
+    spdlog::warn("killing unsupervised process service={} pid={}: no exit within the grace", name,
+                 pid);
     PidfdSendSignal(pidfd.get(), SIGKILL);
     ::poll(&polled, 1, 1000);
   }
 }
 
-LaunchSpec Supervisor::BuildLaunchSpec(const Service& service, uint64_t generation) const {
+absl::StatusOr<Supervisor::Target> Supervisor::ResolveTarget(const Service& service,
+                                                             const std::string& version) const {
+  const ServiceDefinition& definition = service.definition;
+  if (definition.package_prefix().empty()) {
+    if (!version.empty() && version != definition.version()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "service ", service.name(), " has no package prefix: only its own version ",
+          definition.version(), " can run, not ", version));
+    }
+    return Target{definition.executable(), definition.version()};
+  }
+
+  std::string prefix = definition.package_prefix();
+  std::string chosen = version;
+  if (chosen.empty()) {
+    std::error_code error;
+    std::filesystem::path current = std::filesystem::read_symlink(prefix + "/current", error);
+    if (error) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "no version of ", service.name(), " is installed: ", prefix, "/current: ",
+          error.message()));
+    }
+    chosen = current.filename().string();
+  }
+  std::string folder = absl::StrCat(prefix, "/versions/", chosen);
+  if (!std::filesystem::is_directory(folder)) {
+    return absl::NotFoundError(absl::StrCat("version ", chosen, " of ", service.name(),
+                                            " is not installed: ", folder, " does not exist"));
+  }
+  return Target{absl::StrCat(folder, "/", definition.executable()), chosen};
+}
+
+LaunchSpec Supervisor::BuildLaunchSpec(const Service& service, const Target& target,
+                                       uint64_t generation) const {
   LaunchSpec spec;
-  spec.executable = service.definition.executable();
+  spec.executable = target.executable;
   spec.args.assign(service.definition.args().begin(), service.definition.args().end());
   for (const auto& [name, value] : service.definition.environment()) {
     spec.environment.emplace_back(name, value);
@@ -298,64 +314,14 @@ LaunchSpec Supervisor::BuildLaunchSpec(const Service& service, uint64_t generati
   spec.environment.emplace_back("NOTIFY_SOCKET", notify_->path());
   spec.environment.emplace_back("NEHOST_SERVICE", service.name());
   spec.environment.emplace_back("NEHOST_GENERATION", std::to_string(generation));
+  spec.environment.emplace_back("NEHOST_VERSION", target.version);
+  spec.environment.emplace_back("NEHOST_CONTROL_SOCKET",
+                                ControlSocketPath(options_.runtime_dir, service.name(), generation));
   spec.environment.emplace_back("STATE_DIRECTORY", state_directory);
 
   for (const UniqueFd& fd : service.listeners) spec.listen_fds.push_back(fd.get());
   spec.listen_fd_names = service.listener_names;
   return spec;
-}
-
-void Supervisor::Launch(Service& service) {
-  Registration& registration = *service.registration;
-  uint64_t generation = registration.generation() + 1;
-  absl::Time now = absl::Now();
-
-  absl::Status launched = MakeDirs(absl::StrCat(options_.state_dir, "/services/", service.name()), 0750);
-  absl::StatusOr<LaunchedProcess> process = absl::InternalError("not launched");
-  if (launched.ok()) {
-    process = launcher_->Launch(BuildLaunchSpec(service, generation));
-    launched = process.status();
-  }
-  if (!launched.ok()) {
-    // A missing or broken executable will not mend itself in a few milliseconds: wait the
-    // longest delay rather than spin, and say so.
-    registration.set_pid(0);
-    service.deadline = now + service.backoff.policy().max;
-    *registration.mutable_next_attempt_at() = ToProto(service.deadline);
-    SetState(service, nehost::supervisor::v1::FAILED,
-             absl::StrCat("launch failed: ", launched.message(), "; next attempt at ",
-                          TimeText(service.deadline)));
-    spdlog::error("launch failed service={} generation={}: {}; retrying at {}", service.name(),
-                  generation, launched.message(), TimeText(service.deadline));
-    Persist();
-    return;
-  }
-
-  registration.set_generation(generation);
-  registration.set_pid(process->pid);
-  registration.set_version(service.definition.version());
-  registration.clear_next_attempt_at();
-  registration.clear_status_text();
-  service.pidfd = std::move(process->pidfd);
-  service.stop_reason = nehost::supervisor::v1::STOP_REASON_UNSPECIFIED;
-  service.relaunch_after_stop = false;
-  service.kill_sent = false;
-  service.ready_at = absl::InfinitePast();
-  service.deadline = now + service.ready_timeout(options_);
-
-  absl::StatusOr<uint64_t> start = ReadProcessStartTime(process->pid);
-  registration.set_start_time_ticks(start.ok() ? *start : 0);
-  absl::StatusOr<std::string> executable = ReadProcessExecutable(process->pid);
-  registration.set_executable(executable.ok() ? *executable : service.definition.executable());
-  registration.set_executable_sha256(ExecutableDigest(registration.executable()));
-
-  epoll_event event{EPOLLIN, {.fd = service.pidfd.get()}};
-  ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, service.pidfd.get(), &event);
-
-  spdlog::info("launched service={} generation={} pid={} executable={}", service.name(),
-               generation, process->pid, registration.executable());
-  SetState(service, nehost::supervisor::v1::STARTING, "waiting for READY=1");
-  Persist();
 }
 
 std::string Supervisor::ExecutableDigest(const std::string& path) {
@@ -377,61 +343,172 @@ std::string Supervisor::ExecutableDigest(const std::string& path) {
   return *digest;
 }
 
-void Supervisor::SendStop(Service& service, StopReason reason) {
-  service.stop_reason = reason;
-  service.deadline = absl::Now() + service.stop_grace(options_);
-  PidfdSendSignal(service.pidfd.get(), SIGTERM);
-
-  spdlog::info("stopping service={} generation={} pid={} reason=\"{}\" grace_ms={}",
-               service.name(), service.registration->generation(), service.pid(),
-               StopReasonName(reason), absl::ToInt64Milliseconds(service.stop_grace(options_)));
-  SetState(service, nehost::supervisor::v1::STOPPING, StopReasonName(reason));
+void Supervisor::WatchPidfd(const GenerationPtr& generation) {
+  epoll_event event{EPOLLIN, {.fd = generation->pidfd.get()}};
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, generation->pidfd.get(), &event);
 }
 
-void Supervisor::OnExit(Service& service) {
-  // WNOWAIT leaves the process a zombie, so its pid still names its process group (each
-  // generation leads one, from setsid): whatever it left running there goes too, and cannot
-  // hold on to the service's sockets or state.
-  siginfo_t info{};
-  id_t pid = static_cast<id_t>(service.pid());
-  if (::waitid(P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) {
-    return;  // Not exited after all; the pidfd stays watched.
-  }
-  ::kill(-service.pid(), SIGKILL);
-  ::waitid(P_PID, pid, &info, WEXITED);
-
-  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, service.pidfd.get(), nullptr);
-  service.pidfd.Reset();
-
+absl::StatusOr<Supervisor::GenerationPtr> Supervisor::LaunchGeneration(Service& service,
+                                                                      const Target& target) {
   Registration& registration = *service.registration;
-  ExitRecord record;
-  record.set_generation(registration.generation());
-  record.set_pid(registration.pid());
-  record.set_reason(service.stop_reason == nehost::supervisor::v1::STOP_REASON_UNSPECIFIED
-                        ? nehost::supervisor::v1::CRASHED
-                        : service.stop_reason);
-  if (shutting_down_) record.set_reason(nehost::supervisor::v1::HOST_SHUTDOWN);
-  *record.mutable_at() = ToProto(absl::Now());
-  DescribeExit(info, &record);
+  uint64_t number = std::max(registration.generation(), registration.last_generation()) + 1;
+  std::string state_dir = absl::StrCat(options_.state_dir, "/services/", service.name());
+  if (absl::Status made = MakeDirs(state_dir, 0750); !made.ok()) return made;
 
-  auto* exits = registration.mutable_recent_exits();
+  absl::StatusOr<LaunchedProcess> process =
+      launcher_->Launch(BuildLaunchSpec(service, target, number));
+  if (!process.ok()) return process.status();
+  // Generation numbers are never reused, even for a launch that is later rolled back.
+  registration.set_last_generation(number);
+
+  auto generation = std::make_shared<Generation>();
+  generation->number = number;
+  generation->pid = process->pid;
+  generation->pidfd = std::move(process->pidfd);
+  generation->version = target.version;
+  absl::StatusOr<uint64_t> start = ReadProcessStartTime(process->pid);
+  generation->start_time_ticks = start.ok() ? *start : 0;
+  absl::StatusOr<std::string> executable = ReadProcessExecutable(process->pid);
+  generation->executable = executable.ok() ? *executable : target.executable;
+  generation->executable_sha256 = ExecutableDigest(generation->executable);
+
+  WatchPidfd(generation);
+  pidfds_[generation->pidfd.get()] = {&service, generation};
+  spdlog::info("launched service={} generation={} pid={} version={} executable={}",
+               service.name(), number, process->pid, target.version, generation->executable);
+  return generation;
+}
+
+void Supervisor::MakeCurrent(Service& service, GenerationPtr generation) {
+  Registration& registration = *service.registration;
+  registration.set_generation(generation->number);
+  registration.set_pid(generation->pid);
+  registration.set_start_time_ticks(generation->start_time_ticks);
+  registration.set_executable(generation->executable);
+  registration.set_executable_sha256(generation->executable_sha256);
+  registration.set_version(generation->version);
+  registration.set_status_text(generation->status_text);
+  service.current = std::move(generation);
+}
+
+void Supervisor::Launch(Service& service) {
+  Registration& registration = *service.registration;
+  absl::Time now = absl::Now();
+
+  absl::StatusOr<Target> target = ResolveTarget(service, "");
+  absl::StatusOr<GenerationPtr> generation =
+      target.ok() ? LaunchGeneration(service, *target) : target.status();
+  if (!generation.ok()) {
+    // A missing or broken executable will not mend itself in a few milliseconds: wait the
+    // longest delay rather than spin, and say so.
+    registration.set_pid(0);
+    service.current.reset();
+    service.deadline = now + service.backoff.policy().max;
+    *registration.mutable_next_attempt_at() = ToProtoTime(service.deadline);
+    SetState(service, nehost::supervisor::v1::FAILED,
+             absl::StrCat("launch failed: ", generation.status().message(),
+                          "; next attempt at ", TimeText(service.deadline)));
+    spdlog::error("launch failed service={}: {}; retrying at {}", service.name(),
+                  generation.status().message(), TimeText(service.deadline));
+    Persist();
+    return;
+  }
+
+  MakeCurrent(service, *generation);
+  registration.clear_next_attempt_at();
+  service.relaunch_after_stop = false;
+  service.deadline = now + service.ready_timeout(options_);
+  SetState(service, nehost::supervisor::v1::STARTING, "waiting for READY=1");
+  Persist();
+}
+
+void Supervisor::SendStop(Service& service, Generation& generation, StopReason reason) {
+  generation.stop_reason = reason;
+  generation.kill_at = absl::Now() + service.stop_grace(options_);
+  if (generation.pidfd) PidfdSendSignal(generation.pidfd.get(), SIGTERM);
+
+  spdlog::info("stopping service={} generation={} pid={} reason=\"{}\" grace_ms={}",
+               service.name(), generation.number, generation.pid, StopReasonName(reason),
+               absl::ToInt64Milliseconds(service.stop_grace(options_)));
+  if (&generation == service.current.get()) {
+    SetState(service, nehost::supervisor::v1::STOPPING, StopReasonName(reason));
+  }
+}
+
+void Supervisor::OnExit(Service& service, const GenerationPtr& generation) {
+  // WNOWAIT leaves a child a zombie, so its pid still names its process group (each
+  // generation leads one, from setsid): whatever it left running there goes too, and cannot
+  // hold on to the service's sockets or state. A process adopted from an earlier nehostd
+  // that died is nobody's child here: its exit status is not ours to read.
+  siginfo_t info{};
+  id_t pid = static_cast<id_t>(generation->pid);
+  int waited = ::waitid(P_PID, pid, &info, WEXITED | WNOHANG | WNOWAIT);
+  if (waited == 0 && info.si_pid == 0) return;  // Not exited after all.
+
+  ExitRecord& record = generation->exit;
+  if (waited == 0) {
+    ::kill(-generation->pid, SIGKILL);
+    ::waitid(P_PID, pid, &info, WEXITED);
+    DescribeExit(info, &record);
+  } else {
+    record.set_exit_code(-1);
+    record.set_description("exited; status unknown (adopted from an earlier nehostd)");
+  }
+  ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, generation->pidfd.get(), nullptr);
+  pidfds_.erase(generation->pidfd.get());
+  generation->pidfd.Reset();
+  generation->exited = true;
+
+  record.set_generation(generation->number);
+  record.set_pid(generation->pid);
+  StopReason reason = generation->stop_reason;
+  if (reason == nehost::supervisor::v1::STOP_REASON_UNSPECIFIED) {
+    bool unready_candidate = generation == service.candidate && !generation->ready;
+    reason = unready_candidate ? nehost::supervisor::v1::NEVER_READY
+                               : nehost::supervisor::v1::CRASHED;
+  }
+  if (shutting_down_) reason = nehost::supervisor::v1::HOST_SHUTDOWN;
+  record.set_reason(reason);
+  *record.mutable_at() = ToProtoTime(absl::Now());
+
+  auto* exits = service.registration->mutable_recent_exits();
   exits->Add()->CopyFrom(record);
   std::rotate(exits->rbegin(), exits->rbegin() + 1, exits->rend());
   while (exits->size() > kMaxRecentExits) exits->RemoveLast();
+
+  auto level = reason == nehost::supervisor::v1::CRASHED ? spdlog::level::warn
+                                                          : spdlog::level::info;
+  spdlog::log(level, "exited service={} generation={} pid={} exit={} reason=\"{}\"",
+              service.name(), record.generation(), record.pid(), ExitKeyValue(record),
+              StopReasonName(reason));
+  Publish(service, "exited",
+          absl::StrCat("generation ", record.generation(), " ", StopReasonName(reason), ": ",
+                       record.description()));
+
+  if (generation == service.current) {
+    AfterCurrentExit(service, record);
+  } else {
+    std::erase(service.draining, generation);
+    SyncOtherGenerations(service);
+  }
+  state_changed_.SignalAll();
+  Persist();
+}
+
+void Supervisor::AfterCurrentExit(Service& service, const ExitRecord& record) {
+  Registration& registration = *service.registration;
   registration.set_pid(0);
   registration.set_start_time_ticks(0);
-
   std::string summary = absl::StrCat(StopReasonName(record.reason()), ": ", record.description());
-  auto log = record.reason() == nehost::supervisor::v1::CRASHED ? spdlog::level::warn
-                                                                 : spdlog::level::info;
-  spdlog::log(log, "exited service={} generation={} pid={} exit={} reason=\"{}\"",
-              service.name(), record.generation(), record.pid(), ExitKeyValue(record),
-              StopReasonName(record.reason()));
-  Publish(service, "exited", summary);
 
   if (shutting_down_) {
     SetState(service, nehost::supervisor::v1::STOPPED, "nehostd stopped");
-  } else if (record.reason() == nehost::supervisor::v1::REQUESTED && service.relaunch_after_stop) {
+  } else if (service.candidate != nullptr && !service.candidate->exited) {
+    // The upgrade under way either switches to its candidate or, failing, starts afresh.
+    SetState(service, nehost::supervisor::v1::STARTING,
+             absl::StrCat(summary, "; the upgrade's new generation takes over"));
+  } else if (record.reason() == nehost::supervisor::v1::REQUESTED &&
+             service.relaunch_after_stop) {
     service.backoff.Reset();
     Launch(service);
   } else if (record.reason() == nehost::supervisor::v1::REQUESTED) {
@@ -439,16 +516,17 @@ void Supervisor::OnExit(Service& service) {
   } else {
     AfterUnrequestedExit(service, summary);
   }
-  Persist();
 }
 
 void Supervisor::AfterUnrequestedExit(Service& service, const std::string& description) {
   absl::Time now = absl::Now();
-  absl::Duration served = service.ready_at == absl::InfinitePast() ? absl::ZeroDuration()
-                                                                   : now - service.ready_at;
+  absl::Duration served = service.current == nullptr ||
+                                  service.current->ready_at == absl::InfinitePast()
+                              ? absl::ZeroDuration()
+                              : now - service.current->ready_at;
   BackoffSchedule::Decision decision = service.backoff.OnExit(now, served);
   service.deadline = now + decision.delay;
-  *service.registration->mutable_next_attempt_at() = ToProto(service.deadline);
+  *service.registration->mutable_next_attempt_at() = ToProtoTime(service.deadline);
   int64_t delay_ms = absl::ToInt64Milliseconds(decision.delay);
 
   if (decision.crash_loop) {
@@ -471,54 +549,63 @@ void Supervisor::AfterUnrequestedExit(Service& service, const std::string& descr
 }
 
 void Supervisor::OnNotify(const ReceivedNotify& notify) {
-  Service* sender = nullptr;
-  for (auto& [name, service] : services_) {
-    if (service->pid() == notify.sender && service->pidfd) sender = service.get();
-  }
-  if (sender == nullptr) {
-    spdlog::debug("ignoring notify message from pid={}: not a supervised generation",
-                  notify.sender);
+  for (auto& [fd, owner] : pidfds_) {
+    auto& [service, generation] = owner;
+    if (generation->pid != notify.sender) continue;
+
+    if (notify.message.status.has_value()) {
+      generation->status_text = *notify.message.status;
+      if (generation == service->current) {
+        service->registration->set_status_text(*notify.message.status);
+      }
+    }
+    if (!notify.message.ready || generation->ready) return;
+
+    generation->ready = true;
+    generation->ready_at = absl::Now();
+    spdlog::info("ready service={} generation={} pid={} status=\"{}\"", service->name(),
+                 generation->number, generation->pid, notify.message.status.value_or(""));
+    if (generation == service->current &&
+        service->registration->state() == nehost::supervisor::v1::STARTING) {
+      service->deadline = absl::InfiniteFuture();
+      SetState(*service, nehost::supervisor::v1::READY, notify.message.status.value_or("ready"));
+      Persist();
+    }
+    state_changed_.SignalAll();
     return;
   }
-
-  Registration& registration = *sender->registration;
-  if (notify.message.status.has_value()) registration.set_status_text(*notify.message.status);
-  if (notify.message.ready && registration.state() == nehost::supervisor::v1::STARTING) {
-    sender->ready_at = absl::Now();
-    sender->deadline = absl::InfiniteFuture();
-    spdlog::info("ready service={} generation={} pid={} status=\"{}\"", sender->name(),
-                 registration.generation(), registration.pid(), registration.status_text());
-    SetState(*sender, nehost::supervisor::v1::READY, registration.status_text());
-    Persist();
-  }
-  if (notify.message.stopping) {
-    spdlog::debug("stopping announced service={} pid={}", sender->name(), notify.sender);
-  }
+  spdlog::debug("ignoring notify message from pid={}: not a supervised generation",
+                notify.sender);
 }
 
 void Supervisor::OnDeadline(Service& service, absl::Time now) {
+  std::vector<GenerationPtr> all = service.draining;
+  if (service.current) all.push_back(service.current);
+  if (service.candidate) all.push_back(service.candidate);
+  for (const GenerationPtr& generation : all) {
+    if (now < generation->kill_at || generation->kill_sent || !generation->pidfd) continue;
+    spdlog::warn("killing service={} generation={} pid={}: still running after the stop grace",
+                 service.name(), generation->number, generation->pid);
+    PidfdSendSignal(generation->pidfd.get(), SIGKILL);
+    if (!generation->adopted) ::kill(-generation->pid, SIGKILL);
+    generation->kill_sent = true;
+  }
+
   if (now < service.deadline) return;
   service.deadline = absl::InfiniteFuture();
-
   switch (service.registration->state()) {
     case nehost::supervisor::v1::STARTING:
-      spdlog::warn("not ready service={} generation={} timeout_ms={}: stopping it",
-                   service.name(), service.registration->generation(),
-                   absl::ToInt64Milliseconds(service.ready_timeout(options_)));
-      SendStop(service, nehost::supervisor::v1::NEVER_READY);
-      break;
-    case nehost::supervisor::v1::STOPPING:
-      if (!service.kill_sent && service.pidfd) {
-        spdlog::warn("killing service={} pid={}: still running after the stop grace",
-                     service.name(), service.pid());
-        PidfdSendSignal(service.pidfd.get(), SIGKILL);
-        ::kill(-service.pid(), SIGKILL);
-        service.kill_sent = true;
+      if (service.running() && !service.current->ready) {
+        spdlog::warn("not ready service={} generation={} timeout_ms={}: stopping it",
+                     service.name(), service.current->number,
+                     absl::ToInt64Milliseconds(service.ready_timeout(options_)));
+        SendStop(service, *service.current, nehost::supervisor::v1::NEVER_READY);
       }
       break;
     case nehost::supervisor::v1::BACKOFF:
     case nehost::supervisor::v1::FAILED:
-      if (service.registration->enabled() && service.setup_error.empty() && !shutting_down_) {
+      if (service.registration->enabled() && service.setup_error.empty() && !shutting_down_ &&
+          !service.running()) {
         Launch(service);
       }
       break;
@@ -527,11 +614,30 @@ void Supervisor::OnDeadline(Service& service, absl::Time now) {
   }
 }
 
+void Supervisor::SyncOtherGenerations(Service& service) {
+  Registration& registration = *service.registration;
+  registration.clear_other_generations();
+  auto add = [&](const GenerationPtr& generation, GenerationRecord::Role role) {
+    if (generation == nullptr || generation->exited) return;
+    GenerationRecord* record = registration.add_other_generations();
+    record->set_role(role);
+    record->set_generation(generation->number);
+    record->set_pid(generation->pid);
+    record->set_start_time_ticks(generation->start_time_ticks);
+    record->set_executable(generation->executable);
+    record->set_version(generation->version);
+  };
+  add(service.candidate, GenerationRecord::CANDIDATE);
+  for (const GenerationPtr& generation : service.draining) {
+    add(generation, GenerationRecord::DRAINING);
+  }
+}
+
 void Supervisor::SetState(Service& service, ServiceState state, const std::string& reason) {
   Registration& registration = *service.registration;
   registration.set_state(state);
   registration.set_state_reason(reason);
-  *registration.mutable_state_since() = ToProto(absl::Now());
+  *registration.mutable_state_since() = ToProtoTime(absl::Now());
   Publish(service, StateName(state), reason);
   state_changed_.SignalAll();
 }
@@ -540,7 +646,7 @@ void Supervisor::Publish(const Service& service, const std::string& kind,
                          const std::string& message) {
   const Registration& registration = *service.registration;
   Event event;
-  *event.mutable_at() = ToProto(absl::Now());
+  *event.mutable_at() = ToProtoTime(absl::Now());
   event.set_name(service.name());
   event.set_generation(registration.generation());
   event.set_pid(registration.pid());
@@ -549,6 +655,8 @@ void Supervisor::Publish(const Service& service, const std::string& kind,
   event.set_message(message);
   if (kind == "exited" && registration.recent_exits_size() > 0) {
     *event.mutable_exit() = registration.recent_exits(0);
+    event.set_generation(event.exit().generation());
+    event.set_pid(event.exit().pid());
   }
   events_.Publish(event);
 }
@@ -569,10 +677,18 @@ void Supervisor::Persist() {
 absl::Status Supervisor::VerifyOwner(const Service& service) const {
   const Registration& registration = *service.registration;
   pid_t pid = registration.pid();
-  if (pid == 0 || !service.pidfd) {
+  if (!service.running()) {
     return absl::UnavailableError(absl::StrCat("service ", service.name(), " has no process"));
   }
-  if (PidfdExited(service.pidfd.get())) {
+  if (service.current->trusted_only) {
+    // What a supervisor that trusts its record does: ask the kernel about the pid, no more.
+    if (::kill(pid, 0) != 0) {
+      return absl::UnavailableError(absl::StrCat("lookup ", service.name(), ": pid ", pid,
+                                                 ": ", ErrnoText(errno)));
+    }
+    return absl::OkStatus();
+  }
+  if (PidfdExited(service.current->pidfd.get())) {
     return absl::UnavailableError(
         absl::StrCat("service ", service.name(), ": process ", pid, " has exited"));
   }
@@ -619,6 +735,8 @@ absl::StatusOr<Registration> Supervisor::Lookup(const std::string& name, absl::D
       case nehost::supervisor::v1::READY: {
         absl::Status verified = VerifyOwner(service);
         if (verified.ok()) return registration;
+        // A supervisor that trusts its record has nothing to wait for.
+        if (service.current != nullptr && service.current->trusted_only) return verified;
         pending = verified;
         break;
       }
@@ -662,7 +780,7 @@ absl::StatusOr<Registration> Supervisor::StartService(const std::string& name) {
   if (!service.setup_error.empty()) return absl::FailedPreconditionError(service.setup_error);
 
   service.registration->set_enabled(true);
-  if (!service.pidfd) {
+  if (!service.running()) {
     service.backoff.Reset();
     spdlog::info("starting service={} by request", name);
     Launch(service);
@@ -682,9 +800,9 @@ absl::StatusOr<Registration> Supervisor::StopService(const std::string& name) {
 
   service.registration->set_enabled(false);
   service.relaunch_after_stop = false;
-  if (service.pidfd && service.registration->state() != nehost::supervisor::v1::STOPPING) {
-    SendStop(service, nehost::supervisor::v1::REQUESTED);
-  } else if (!service.pidfd) {
+  if (service.running() && service.current->stop_reason == nehost::supervisor::v1::STOP_REASON_UNSPECIFIED) {
+    SendStop(service, *service.current, nehost::supervisor::v1::REQUESTED);
+  } else if (!service.running()) {
     service.deadline = absl::InfiniteFuture();
     service.registration->clear_next_attempt_at();
     SetState(service, nehost::supervisor::v1::STOPPED, "stopped by request");
@@ -700,11 +818,15 @@ absl::StatusOr<Registration> Supervisor::RestartService(const std::string& name)
   if (!found.ok()) return found.status();
   Service& service = **found;
   if (!service.setup_error.empty()) return absl::FailedPreconditionError(service.setup_error);
+  if (service.upgrading) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("service ", name, " is being upgraded; restart it when that is done"));
+  }
 
   service.registration->set_enabled(true);
-  if (service.pidfd) {
-    if (service.registration->state() != nehost::supervisor::v1::STOPPING) {
-      SendStop(service, nehost::supervisor::v1::REQUESTED);
+  if (service.running()) {
+    if (service.current->stop_reason == nehost::supervisor::v1::STOP_REASON_UNSPECIFIED) {
+      SendStop(service, *service.current, nehost::supervisor::v1::REQUESTED);
     }
     service.relaunch_after_stop = true;
   } else {
@@ -717,27 +839,35 @@ absl::StatusOr<Registration> Supervisor::RestartService(const std::string& name)
 }
 
 void Supervisor::Shutdown() {
+  std::vector<std::thread> upgrades;
   {
     absl::MutexLock lock(&mu_);
     if (loop_done_ || !loop_.joinable()) return;
     shutting_down_ = true;
+    upgrades = std::move(background_upgrades_);
     for (auto& [name, service] : services_) {
-      if (service->pidfd) {
-        SendStop(*service, nehost::supervisor::v1::HOST_SHUTDOWN);
-      } else if (service->registration->state() != nehost::supervisor::v1::STOPPED) {
+      std::vector<GenerationPtr> all = service->draining;
+      if (service->candidate) all.push_back(service->candidate);
+      if (service->current) all.push_back(service->current);
+      for (const GenerationPtr& generation : all) {
+        if (generation->pidfd && !generation->exited) {
+          SendStop(*service, *generation, nehost::supervisor::v1::HOST_SHUTDOWN);
+        }
+      }
+      if (!service->running() &&
+          service->registration->state() != nehost::supervisor::v1::STOPPED) {
         service->deadline = absl::InfiniteFuture();
         SetState(*service, nehost::supervisor::v1::STOPPED, "nehostd stopped");
       }
     }
     Wake();
+  }
+  for (std::thread& upgrade : upgrades) upgrade.join();
 
+  {
+    absl::MutexLock lock(&mu_);
     // The loop reaps each exit and sends SIGKILL after each grace, so this ends.
-    auto all_gone = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      for (const auto& [name, service] : services_) {
-        if (service->pidfd) return false;
-      }
-      return true;
-    };
+    auto all_gone = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return pidfds_.empty(); };
     mu_.Await(absl::Condition(&all_gone));
     Persist();
     loop_done_ = true;
@@ -748,6 +878,19 @@ void Supervisor::Shutdown() {
   spdlog::info("stopped every service");
 }
 
+void Supervisor::Detach() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (loop_done_ || !loop_.joinable()) return;
+    loop_done_ = true;
+    Persist();
+    Wake();
+  }
+  loop_.join();
+  events_.Close();
+  spdlog::info("detached from every service; they keep running for the next nehostd");
+}
+
 void Supervisor::Wake() {
   uint64_t one = 1;
   [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);
@@ -756,6 +899,9 @@ void Supervisor::Wake() {
 int Supervisor::MillisecondsToNextDeadline() {
   absl::Time next = absl::InfiniteFuture();
   for (const auto& [name, service] : services_) next = std::min(next, service->deadline);
+  for (const auto& [fd, owner] : pidfds_) {
+    if (!owner.second->kill_sent) next = std::min(next, owner.second->kill_at);
+  }
   if (next == absl::InfiniteFuture()) return -1;
   absl::Duration left = next - absl::Now();
   if (left <= absl::ZeroDuration()) return 0;
@@ -797,13 +943,9 @@ void Supervisor::RunLoop() {
         [[maybe_unused]] ssize_t n = ::read(wake_.get(), &value, sizeof value);
       } else if (fd == notify_->fd()) {
         DrainNotifySocket();
-      } else {
-        for (auto& [name, service] : services_) {
-          if (service->pidfd.get() == fd) {
-            OnExit(*service);
-            break;
-          }
-        }
+      } else if (auto found = pidfds_.find(fd); found != pidfds_.end()) {
+        auto [service, generation] = found->second;
+        OnExit(*service, generation);
       }
     }
     absl::Time now = absl::Now();

@@ -24,6 +24,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -34,6 +35,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/unique_fd.h"
+#include "nehost/supervisor/v1/supervisor.pb.h"
 #include "supervisor/backoff.h"
 #include "supervisor/events.h"
 #include "supervisor/launcher.h"
@@ -57,7 +59,13 @@ struct SupervisorOptions {
   absl::Duration lookup_wait = absl::Seconds(5);
   absl::Duration default_ready_timeout = absl::Seconds(10);
   absl::Duration default_stop_grace = absl::Seconds(5);
+  // Off (--no-reconcile): trust the persisted registry as a naive supervisor would, without
+  // verifying, adopting or replacing what it names. Exists to reproduce the field failure.
+  bool reconcile = true;
 };
+
+// Receives the steps of an upgrade as they happen; called without the supervisor's lock.
+using UpgradeProgressSink = std::function<void(const nehost::supervisor::v1::UpgradeProgress&)>;
 
 class Supervisor {
  public:
@@ -88,29 +96,80 @@ class Supervisor {
   absl::StatusOr<Registration> StopService(const std::string& name);
   absl::StatusOr<Registration> RestartService(const std::string& name);
 
+  // Blue/green upgrade (DESIGN.md, "Upgrade"): start generation N+1 on the same sockets,
+  // wait for READY=1 and SERVING on its control channel, switch the registry, drain N and
+  // hand its state over. A failure before the switch stops N+1 and keeps N. Blocks until
+  // done; one upgrade per service at a time. Returns the final progress message.
+  absl::StatusOr<nehost::supervisor::v1::UpgradeProgress> Upgrade(const std::string& name,
+                                                                 const std::string& to_version,
+                                                                 const UpgradeProgressSink& sink);
+
+  absl::StatusOr<nehost::supervisor::v1::DoctorResponse> Doctor(const std::string& name);
+
+  // Stops the loop and persists the registry, leaving every service running, for a
+  // re-execution of nehostd that adopts them again.
+  void Detach();
+
   EventHub& events() { return events_; }
 
   const SupervisorOptions& options() const { return options_; }
   std::string control_socket_path() const;
 
  private:
+  struct Generation;
   struct Service;
+  using GenerationPtr = std::shared_ptr<Generation>;
 
   absl::Status PrepareFolders();
   void LoadRegistry() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AddService(ServiceDefinition definition) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CreateListeners(Service& service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void StopLeftoverProcess(const Registration& registration);
+  void StopLeftoverProcess(const std::string& name, uint64_t generation, pid_t pid,
+                           uint64_t start_time_ticks);
 
+  // adoption.cc
+  bool TryAdopt(Service& service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void TrustRecord(Service& service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void StopLeftoverGenerations(const Registration& registration);
+  void UpgradeIfOutdated(Service& service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // The executable and version a launch of service runs now: the package prefix's current
+  // version, or the definition's own executable.
+  struct Target {
+    std::string executable;
+    std::string version;
+  };
+  absl::StatusOr<Target> ResolveTarget(const Service& service, const std::string& version) const;
+
+  absl::StatusOr<GenerationPtr> LaunchGeneration(Service& service, const Target& target)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Launch(Service& service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  LaunchSpec BuildLaunchSpec(const Service& service, uint64_t generation) const;
+  LaunchSpec BuildLaunchSpec(const Service& service, const Target& target,
+                             uint64_t generation) const;
   std::string ExecutableDigest(const std::string& path) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SendStop(Service& service, StopReason reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void OnExit(Service& service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MakeCurrent(Service& service, GenerationPtr generation) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendStop(Service& service, Generation& generation, StopReason reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnExit(Service& service, const GenerationPtr& generation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void AfterCurrentExit(Service& service, const nehost::supervisor::v1::ExitRecord& record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AfterUnrequestedExit(Service& service, const std::string& description)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnNotify(const ReceivedNotify& notify) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnDeadline(Service& service, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WatchPidfd(const GenerationPtr& generation) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SyncOtherGenerations(Service& service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // upgrade.cc
+  struct UpgradeRun;
+  absl::Status UpgradeSteps(UpgradeRun& run) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status WaitForCandidateReady(UpgradeRun& run) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::Status CheckCandidateServing(UpgradeRun& run) ABSL_LOCKS_EXCLUDED(mu_);
+  void SwitchToCandidate(UpgradeRun& run) ABSL_LOCKS_EXCLUDED(mu_);
+  void DrainPredecessor(UpgradeRun& run) ABSL_LOCKS_EXCLUDED(mu_);
+  void RollBack(UpgradeRun& run, const absl::Status& cause) ABSL_LOCKS_EXCLUDED(mu_);
+  void CollectVersions(const Service& service) ABSL_LOCKS_EXCLUDED(mu_);
 
   void SetState(Service& service, ServiceState state, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -133,12 +192,16 @@ class Supervisor {
   absl::CondVar state_changed_;
   Registry registry_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::unique_ptr<Service>> services_ ABSL_GUARDED_BY(mu_);
+  // Every watched pidfd, to the service and generation it belongs to.
+  std::map<int, std::pair<Service*, GenerationPtr>> pidfds_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<NotifySocket> notify_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   bool loop_done_ ABSL_GUARDED_BY(mu_) = false;
   std::string last_persist_error_ ABSL_GUARDED_BY(mu_);
   // Executable path to (file identity, sha256).
   std::map<std::string, std::pair<std::string, std::string>> digests_ ABSL_GUARDED_BY(mu_);
+  // Upgrades that adoption started on its own, joined at shutdown.
+  std::vector<std::thread> background_upgrades_ ABSL_GUARDED_BY(mu_);
 
   UniqueFd epoll_;
   UniqueFd wake_;

@@ -1,5 +1,7 @@
 #include "supervisor/supervisor_service.h"
 
+#include <unistd.h>
+
 #include "absl/strings/str_cat.h"
 #include "common/grpc_server.h"
 #include "common/log.h"
@@ -83,6 +85,37 @@ grpc::Status SupervisorService::Watch(grpc::ServerContext* context,
   if (subscription->dropped() > 0) {
     spdlog::warn("watch stream fell behind and lost events={}", subscription->dropped());
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status SupervisorService::Upgrade(grpc::ServerContext* context,
+                                        const v1::UpgradeRequest* request,
+                                        grpc::ServerWriter<v1::UpgradeProgress>* writer) {
+  if (grpc::Status valid = CheckName(request->name()); !valid.ok()) return valid;
+
+  // A caller that goes away does not stop the upgrade: it runs to its end either way.
+  bool caller_gone = false;
+  absl::StatusOr<v1::UpgradeProgress> done = supervisor_->Upgrade(
+      request->name(), request->to_version(), [&](const v1::UpgradeProgress& progress) {
+        if (!caller_gone && !context->IsCancelled()) caller_gone = !writer->Write(progress);
+      });
+  return ToGrpcStatus(done.status());
+}
+
+grpc::Status SupervisorService::Doctor(grpc::ServerContext*, const v1::DoctorRequest* request,
+                                       v1::DoctorResponse* response) {
+  if (grpc::Status valid = CheckName(request->name()); !valid.ok()) return valid;
+  absl::StatusOr<v1::DoctorResponse> report = supervisor_->Doctor(request->name());
+  if (!report.ok()) return ToGrpcStatus(report.status());
+  *response = std::move(*report);
+  return grpc::Status::OK;
+}
+
+grpc::Status SupervisorService::Reexec(grpc::ServerContext*, const v1::ReexecRequest*,
+                                       v1::ReexecResponse* response) {
+  response->set_pid(::getpid());
+  spdlog::info("re-execution requested");
+  on_reexec_();
   return grpc::Status::OK;
 }
 

@@ -5,6 +5,8 @@
 // Watch for as long as the caller keeps the stream.
 #pragma once
 
+#include <functional>
+
 #include "nehost/supervisor/v1/supervisor.grpc.pb.h"
 #include "supervisor/supervisor.h"
 
@@ -12,7 +14,10 @@ namespace nehost::supervisor {
 
 class SupervisorService final : public nehost::supervisor::v1::Supervisor::Service {
  public:
-  explicit SupervisorService(Supervisor* supervisor) : supervisor_(supervisor) {}
+  // on_reexec is called from a handler thread when a client asks nehostd to re-execute; it
+  // must only arrange for that to happen once the call has been answered.
+  SupervisorService(Supervisor* supervisor, std::function<void()> on_reexec)
+      : supervisor_(supervisor), on_reexec_(std::move(on_reexec)) {}
 
   grpc::Status Lookup(grpc::ServerContext* context, const v1::LookupRequest* request,
                       v1::LookupResponse* response) override;
@@ -26,9 +31,16 @@ class SupervisorService final : public nehost::supervisor::v1::Supervisor::Servi
                        v1::RestartResponse* response) override;
   grpc::Status Watch(grpc::ServerContext* context, const v1::WatchRequest* request,
                      grpc::ServerWriter<v1::Event>* writer) override;
+  grpc::Status Upgrade(grpc::ServerContext* context, const v1::UpgradeRequest* request,
+                       grpc::ServerWriter<v1::UpgradeProgress>* writer) override;
+  grpc::Status Doctor(grpc::ServerContext* context, const v1::DoctorRequest* request,
+                      v1::DoctorResponse* response) override;
+  grpc::Status Reexec(grpc::ServerContext* context, const v1::ReexecRequest* request,
+                      v1::ReexecResponse* response) override;
 
  private:
   Supervisor* supervisor_;
+  std::function<void()> on_reexec_;
 };
 
 }  // namespace nehost::supervisor

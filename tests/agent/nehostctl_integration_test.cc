@@ -1,8 +1,9 @@
-// The built nehostctl on its own: what a user sees when nehostd is not there, and when the
-// command line is wrong. Runs against nehostd are in the supervisor's integration tests.
+// The built nehostctl as a user meets it: against a real nehostd hosting the real filter,
+// when nehostd is not there, and when the command line is wrong.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,76 @@ CommandResult Ctl(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {NehostctlBinary()};
   argv.insert(argv.end(), args.begin(), args.end());
   return RunCommand(argv);
+}
+
+constexpr int kUnknownName = 3;
+
+class NehostctlWithNehostd : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(nehostd_.Start()); }
+
+  TempDir root_;
+  Nehostd nehostd_{root_};
+};
+
+TEST_F(NehostctlWithNehostd, LookupJsonHasTheDocumentedFields) {
+  CommandResult result = nehostd_.Ctl({"lookup", "org.nehost.filter", "--json"});
+  ASSERT_EQ(result.status.code, 0) << result.err;
+  for (const char* field : {"\"name\":\"org.nehost.filter\"", "\"generation\":1", "\"pid\":",
+                            "\"version\":\"", "\"state\":\"ready\"", "\"endpoint\":\"unix:"}) {
+    EXPECT_THAT(result.out, HasSubstr(field));
+  }
+  EXPECT_EQ(std::count(result.out.begin(), result.out.end(), '\n'), 1) << "one object, one line";
+}
+
+TEST_F(NehostctlWithNehostd, UnknownNameExitsThreeNamingTheService) {
+  CommandResult result = nehostd_.Ctl({"lookup", "org.example.nothing"});
+  EXPECT_EQ(result.status.code, kUnknownName);
+  EXPECT_THAT(result.err, HasSubstr("org.example.nothing"));
+  EXPECT_THAT(result.err, HasSubstr("unknown service name"));
+  EXPECT_THAT(result.out, IsEmpty());
+}
+
+TEST_F(NehostctlWithNehostd, RulesGoThroughTheLookedUpEndpoint) {
+  ASSERT_EQ(nehostd_.Ctl({"rules", "add", "org.nehost.filter", "ads.example.com"}).status.code, 0);
+  ASSERT_EQ(
+      nehostd_.Ctl({"rules", "add", "org.nehost.filter", "example.org", "--allow", "--suffix"})
+          .status.code,
+      0);
+
+  CommandResult listed = nehostd_.Ctl({"rules", "list", "org.nehost.filter"});
+  ASSERT_EQ(listed.status.code, 0) << listed.err;
+  EXPECT_THAT(listed.out, HasSubstr("ads.example.com"));
+  EXPECT_THAT(listed.out, HasSubstr("allow"));
+
+  CommandResult removed = nehostd_.Ctl({"rules", "remove", "org.nehost.filter", "ads.example.com"});
+  ASSERT_EQ(removed.status.code, 0) << removed.err;
+  EXPECT_THAT(nehostd_.Ctl({"rules", "list", "org.nehost.filter"}).out,
+              ::testing::Not(HasSubstr("ads.example.com")));
+}
+
+TEST_F(NehostctlWithNehostd, RestartStartsANewGenerationThatStatusReports) {
+  CommandResult restarted = nehostd_.Ctl({"restart", "org.nehost.filter"});
+  ASSERT_EQ(restarted.status.code, 0) << restarted.err;
+
+  CommandResult status = nehostd_.Ctl({"status", "org.nehost.filter", "--json"});
+  ASSERT_EQ(status.status.code, 0) << status.err;
+  EXPECT_THAT(status.out, HasSubstr("\"generation\":2"));
+}
+
+TEST(NehostctlCrashLoop, LookupExitsFourWithTheReason) {
+  TempDir root;
+  Nehostd nehostd(root);
+  nehostd.WriteDefinition("crasher.textproto",
+                          "name: \"org.example.crasher\"\nexecutable: \"/bin/false\"\n"
+                          "restart { initial_backoff_ms: 10 crash_loop_exits: 2 }\n");
+  ASSERT_TRUE(nehostd.Start());
+  ASSERT_TRUE(nehostd.WaitForState("org.example.crasher", supervisor::v1::FAILED));
+
+  CommandResult result = nehostd.Ctl({"lookup", "org.example.crasher"});
+  EXPECT_EQ(result.status.code, kUnavailable);
+  EXPECT_THAT(result.err, HasSubstr("org.example.crasher"));
+  EXPECT_THAT(result.err, HasSubstr("crash loop"));
 }
 
 class NehostdAbsent : public ::testing::Test {
@@ -66,6 +137,10 @@ TEST_F(NehostdAbsent, EveryCommandThatNeedsNehostdSaysSo) {
       {"rules", "add", "org.nehost.filter", "ads.example.com", "--suffix"},
       {"rules", "remove", "org.nehost.filter", "ads.example.com"},
       {"watch"},
+      {"upgrade", "org.nehost.filter"},
+      {"upgrade", "org.nehost.filter", "--to", "0.2.0"},
+      {"doctor", "org.nehost.filter"},
+      {"reexec"},
   };
   for (const std::vector<std::string>& command : commands) {
     std::vector<std::string> args = {"--runtime-dir", runtime_dir_};
@@ -75,6 +150,23 @@ TEST_F(NehostdAbsent, EveryCommandThatNeedsNehostdSaysSo) {
     EXPECT_EQ(result.status.code, kUnavailable) << command[0];
     EXPECT_THAT(result.err, HasSubstr("nehostd is not running at " + socket_)) << command[0];
   }
+}
+
+TEST_F(NehostdAbsent, UpgradeSaysNehostdIsNotRunningAndPrintsNoProgress) {
+  CommandResult result = Ctl({"--runtime-dir", runtime_dir_, "upgrade", "org.nehost.filter"});
+
+  EXPECT_EQ(result.status.code, kUnavailable);
+  EXPECT_THAT(result.out, IsEmpty());
+  EXPECT_EQ(result.err, "nehostctl: upgrade org.nehost.filter: nehostd is not running at " +
+                            socket_ + ": No such file or directory\n");
+}
+
+TEST_F(NehostdAbsent, ReexecDoesNotClaimARestartItCouldNotAskFor) {
+  CommandResult result = Ctl({"--runtime-dir", runtime_dir_, "reexec", "--json"});
+
+  EXPECT_EQ(result.status.code, kUnavailable);
+  EXPECT_THAT(result.out, IsEmpty());
+  EXPECT_THAT(result.err, HasSubstr("nehostctl: reexec: nehostd is not running at " + socket_));
 }
 
 TEST_F(NehostdAbsent, GlobalFlagsMayFollowTheCommand) {
@@ -120,6 +212,16 @@ TEST(NehostctlUsage, BadFlagsAreUsageErrors) {
       {"lookup", "org.nehost.filter", "extra"},
       {"rules", "remove", "org.nehost.filter", "a.com", "--suffix", "--exact"},
       {"rules"},
+      {"upgrade"},
+      {"upgrade", "org.nehost.filter", "--to"},
+      {"upgrade", "org.nehost.filter", "--to="},
+      {"upgrade", "org.nehost.filter", "--frobnicate"},
+      {"upgrade", "org.nehost.filter", "--allow"},
+      {"upgrade", "org.nehost.filter", "0.2.0"},
+      {"doctor"},
+      {"doctor", "org.nehost.filter", "--to", "0.2.0"},
+      {"reexec", "org.nehost.filter"},
+      {"reexec", "--force"},
       {},
   };
   for (const std::vector<std::string>& args : command_lines) {
@@ -127,6 +229,36 @@ TEST(NehostctlUsage, BadFlagsAreUsageErrors) {
 
     EXPECT_EQ(result.status.code, kUsage) << ::testing::PrintToString(args);
     EXPECT_THAT(result.err, HasSubstr("for usage\n")) << ::testing::PrintToString(args);
+  }
+}
+
+TEST(NehostctlUsage, NewCommandsNameWhatIsWrong) {
+  EXPECT_EQ(Ctl({"upgrade"}).err,
+            "nehostctl: upgrade: missing NAME; run 'nehostctl help upgrade' for usage\n");
+  EXPECT_EQ(Ctl({"doctor"}).err,
+            "nehostctl: doctor: missing NAME; run 'nehostctl help doctor' for usage\n");
+  EXPECT_EQ(Ctl({"upgrade", "org.nehost.filter", "--to"}).err,
+            "nehostctl: upgrade: --to needs a VERSION; run 'nehostctl help upgrade' for usage\n");
+  EXPECT_EQ(Ctl({"upgrade", "org.nehost.filter", "--frobnicate"}).err,
+            "nehostctl: upgrade: unknown flag --frobnicate; run 'nehostctl help upgrade' for "
+            "usage\n");
+  EXPECT_EQ(Ctl({"reexec", "--force"}).err,
+            "nehostctl: reexec: unknown flag --force; run 'nehostctl help reexec' for usage\n");
+}
+
+// The version is the flag's value, not a second argument, wherever the flag stands.
+TEST(NehostctlUsage, UpgradeTakesTheVersionEitherWay) {
+  TempDir root;
+  const std::string runtime_dir = root / "runtime";
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"upgrade", "--to", "0.2.0", "org.nehost.filter"},
+                                             {"upgrade", "org.nehost.filter", "--to=0.2.0"}}) {
+    std::vector<std::string> line = {"--runtime-dir", runtime_dir};
+    line.insert(line.end(), args.begin(), args.end());
+    CommandResult result = Ctl(line);
+
+    EXPECT_EQ(result.status.code, kUnavailable) << ::testing::PrintToString(args) << result.err;
+    EXPECT_THAT(result.err, HasSubstr("nehostd is not running")) << ::testing::PrintToString(args);
   }
 }
 
@@ -143,6 +275,9 @@ TEST(NehostctlHelp, ListsEveryCommand) {
   EXPECT_EQ(result.status.code, 0);
   EXPECT_THAT(result.out, HasSubstr("rules add NAME DOMAIN [--allow] [--suffix]"));
   EXPECT_THAT(result.out, HasSubstr("watch [NAME]"));
+  EXPECT_THAT(result.out, HasSubstr("upgrade NAME [--to VERSION]"));
+  EXPECT_THAT(result.out, HasSubstr("doctor NAME"));
+  EXPECT_THAT(result.out, HasSubstr("reexec"));
   EXPECT_THAT(result.out, HasSubstr("--runtime-dir DIR"));
 }
 
@@ -153,6 +288,21 @@ TEST(NehostctlHelp, ExplainsOneCommandEitherWay) {
   EXPECT_EQ(by_help.status.code, 0);
   EXPECT_THAT(by_help.out, HasSubstr("--suffix  match DOMAIN and every name below it"));
   EXPECT_EQ(by_flag.out, by_help.out);
+}
+
+TEST(NehostctlHelp, NewCommandsDocumentTheirExitStatus) {
+  CommandResult upgrade = Ctl({"help", "upgrade"});
+  EXPECT_EQ(upgrade.status.code, 0);
+  EXPECT_THAT(upgrade.out, HasSubstr("--to VERSION"));
+  EXPECT_THAT(upgrade.out, HasSubstr("4 the upgrade failed and was rolled back"));
+
+  CommandResult doctor = Ctl({"doctor", "--help"});
+  EXPECT_EQ(doctor.status.code, 0);
+  EXPECT_THAT(doctor.out, HasSubstr("4 something is wrong"));
+
+  CommandResult reexec = Ctl({"help", "reexec"});
+  EXPECT_EQ(reexec.status.code, 0);
+  EXPECT_THAT(reexec.out, HasSubstr("services keep running"));
 }
 
 TEST(NehostctlHelp, ExplainsTheRulesGroup) {

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+
 namespace nehost::agent {
 namespace {
 
@@ -170,6 +172,63 @@ TEST(FormatServiceList, TableShowsTheReasonOnlyWhenNotReady) {
             "unix:/run/nehost/services/org.nehost.filter.sock\n");
 }
 
+Registration UpgradingRegistration() {
+  Registration registration = ReadyRegistration();
+  registration.set_upgrading_to("0.2.0");
+  GenerationRecord* candidate = registration.add_other_generations();
+  candidate->set_role(GenerationRecord::CANDIDATE);
+  candidate->set_generation(4);
+  candidate->set_pid(4242);
+  candidate->set_start_time_ticks(99);
+  candidate->set_executable("/opt/nehost/versions/0.2.0/bin/nehost-filter");
+  candidate->set_version("0.2.0");
+  GenerationRecord* draining = registration.add_other_generations();
+  draining->set_role(GenerationRecord::DRAINING);
+  draining->set_generation(2);
+  draining->set_pid(777);
+  draining->set_version("0.1.0");
+  return registration;
+}
+
+TEST(FormatRegistration, TableShowsAnUpgradeUnderWayAndTheOtherGenerations) {
+  EXPECT_EQ(FormatRegistration(UpgradingRegistration(), OutputFormat::kTable),
+            "name:               org.nehost.filter\n"
+            "state:              ready\n"
+            "generation:         3\n"
+            "pid:                1234\n"
+            "version:            0.1.0\n"
+            "endpoint:           unix:/run/nehost/services/org.nehost.filter.sock\n"
+            "enabled:            yes\n"
+            "upgrading_to:       0.2.0\n"
+            "other_generations:  candidate generation 4 pid 4242 version 0.2.0\n"
+            "                    draining generation 2 pid 777 version 0.1.0\n");
+}
+
+TEST(FormatRegistration, JsonListsTheOtherGenerationsWithTheirRoles) {
+  const std::string json = FormatRegistration(UpgradingRegistration(), OutputFormat::kJson);
+  Struct object = ParseJson(json);
+
+  EXPECT_THAT(Keys(object),
+              ElementsAre("enabled", "endpoint", "generation", "name", "other_generations", "pid",
+                          "state", "upgrading_to", "version"));
+  EXPECT_EQ(object.fields().at("upgrading_to").string_value(), "0.2.0");
+  const auto& others = object.fields().at("other_generations").list_value().values();
+  ASSERT_EQ(others.size(), 2);
+  EXPECT_EQ(others[1].struct_value().fields().at("role").string_value(), "draining");
+  EXPECT_THAT(json,
+              HasSubstr(R"("other_generations":[)"
+                        R"({"generation":4,"pid":4242,"role":"candidate","version":"0.2.0"},)"
+                        R"({"generation":2,"pid":777,"role":"draining","version":"0.1.0"}])"));
+}
+
+TEST(FormatServiceList, TableSaysWhichServiceIsBeingUpgraded) {
+  ListResponse list;
+  *list.add_registrations() = UpgradingRegistration();
+
+  EXPECT_THAT(FormatServiceList(list, OutputFormat::kTable),
+              HasSubstr("org.nehost.filter  ready (upgrading to 0.2.0)  3"));
+}
+
 TEST(FormatServiceList, JsonWrapsRegistrationsInServices) {
   ListResponse list;
   EXPECT_EQ(FormatServiceList(list, OutputFormat::kJson), "{\"services\":[]}\n");
@@ -290,8 +349,32 @@ Event ExitedEvent() {
 
 TEST(FormatEvent, TableIsOneLineWithTheExitCause) {
   EXPECT_EQ(FormatEvent(ExitedEvent(), OutputFormat::kTable),
-            "2024-05-01T10:00:00.250Z  org.nehost.filter  exited  generation=3 pid=1234 "
+            "10:00:00.250  org.nehost.filter  exited  generation=3 pid=1234 "
             "state=backoff  crashed: killed by signal 9 (Killed)\n");
+}
+
+// Lines of a watch line up on their times, whole seconds included.
+TEST(FormatEvent, TableTimeIsUtcToTheMillisecond) {
+  Event event = ExitedEvent();
+  *event.mutable_at() = At("2024-05-01T23:59:07Z");
+  EXPECT_THAT(FormatEvent(event, OutputFormat::kTable), ::testing::StartsWith("23:59:07.000  "));
+
+  *event.mutable_at() = At("2024-05-01T10:00:00.999999999Z");
+  EXPECT_THAT(FormatEvent(event, OutputFormat::kTable), ::testing::StartsWith("10:00:00.999  "));
+}
+
+// nehostd may name kinds this nehostctl never heard of; they print like any other.
+TEST(FormatEvent, UpgradeKindsPrintAsTheyCome) {
+  for (const char* kind : {"upgrading", "rolled_back", "switched", "draining", "adopted"}) {
+    Event event = ExitedEvent();
+    event.clear_exit();
+    event.set_kind(kind);
+    event.set_state(supervisor::v1::DRAINING);
+    event.set_message("generation 4 took over");
+    EXPECT_EQ(FormatEvent(event, OutputFormat::kTable),
+              absl::StrCat("10:00:00.250  org.nehost.filter  ", kind,
+                           "  generation=3 pid=1234 state=draining  generation 4 took over\n"));
+  }
 }
 
 TEST(FormatEvent, TablePrefersTheEventMessage) {
@@ -301,8 +384,7 @@ TEST(FormatEvent, TablePrefersTheEventMessage) {
   event.set_state(supervisor::v1::READY);
   event.set_message("serving");
   EXPECT_EQ(FormatEvent(event, OutputFormat::kTable),
-            "2024-05-01T10:00:00.250Z  org.nehost.filter  ready  generation=3 pid=1234 "
-            "state=ready  serving\n");
+            "10:00:00.250  org.nehost.filter  ready  generation=3 pid=1234 state=ready  serving\n");
 }
 
 TEST(FormatEvent, JsonIsOneObjectOnOneLine) {
@@ -315,6 +397,190 @@ TEST(FormatEvent, JsonIsOneObjectOnOneLine) {
   EXPECT_EQ(object.fields().at("state").string_value(), "backoff");
   EXPECT_EQ(object.fields().at("exit").struct_value().fields().at("reason").string_value(),
             "crashed");
+  EXPECT_EQ(object.fields().at("at").string_value(), "2024-05-01T10:00:00.250Z");
+}
+
+UpgradeProgress Progress(const std::string& step, const std::string& message) {
+  UpgradeProgress progress;
+  *progress.mutable_at() = At("2024-05-01T10:00:00.250Z");
+  progress.set_step(step);
+  progress.set_message(message);
+  progress.set_generation(4);
+  progress.set_pid(4242);
+  return progress;
+}
+
+TEST(FormatProgress, PlainIsTimeStepAndMessage) {
+  EXPECT_EQ(
+      FormatProgress(Progress("launch", "started generation 4 pid 4242"), OutputFormat::kTable),
+      "10:00:00.250 launch   started generation 4 pid 4242\n");
+  EXPECT_EQ(
+      FormatProgress(Progress("rollback", "generation 4 never sent READY=1"), OutputFormat::kTable),
+      "10:00:00.250 rollback generation 4 never sent READY=1\n");
+  EXPECT_EQ(FormatProgress(Progress("verify", ""), OutputFormat::kTable), "10:00:00.250 verify\n");
+}
+
+// Piped output goes to logs and scripts: one line per message, and nothing a terminal would
+// act on.
+TEST(FormatProgress, PlainKeepsServerTextOnOneLineWithoutEscapes) {
+  const std::string line =
+      FormatProgress(Progress("drain", "first\nsecond\r\033[2Jthird"), OutputFormat::kTable);
+
+  EXPECT_EQ(line, "10:00:00.250 drain    first second  [2Jthird\n");
+}
+
+TEST(FormatProgress, JsonHasTheOutcomeOnlyOnTheLastMessage) {
+  Struct step = ParseJson(FormatProgress(Progress("ready", "READY=1"), OutputFormat::kJson));
+  EXPECT_THAT(Keys(step), ElementsAre("at", "done", "generation", "message", "pid", "step"));
+  EXPECT_EQ(step.fields().at("at").string_value(), "2024-05-01T10:00:00.250Z");
+  EXPECT_FALSE(step.fields().at("done").bool_value());
+
+  UpgradeProgress last = Progress("done", "");
+  last.set_done(true);
+  last.set_rolled_back(true);
+  EXPECT_EQ(FormatProgress(last, OutputFormat::kJson),
+            R"({"at":"2024-05-01T10:00:00.250Z","done":true,"generation":4,"pid":4242,)"
+            R"("rolled_back":true,"step":"done","succeeded":false})"
+            "\n");
+}
+
+TEST(FormatLiveStep, ShowsTheElapsedTimeInAColumn) {
+  EXPECT_EQ(FormatLiveStep("launch", "started generation 4", absl::Milliseconds(12), 0),
+            "launch        12 ms  started generation 4");
+  EXPECT_EQ(FormatLiveStep("ready", "", absl::Milliseconds(1500), 0), "ready       1500 ms");
+  EXPECT_EQ(FormatLiveStep("ready", "", -absl::Milliseconds(3), 0), "ready          0 ms");
+}
+
+// A line that wrapped could not be redrawn in place with a carriage return.
+TEST(FormatLiveStep, FitsInTheTerminal) {
+  const std::string line =
+      FormatLiveStep("switch", std::string(200, 'x'), absl::Milliseconds(1), 80);
+  EXPECT_EQ(line.size(), 79u);
+
+  // "é" is two bytes: the cut may not fall between them.
+  const std::string accents = "\xc3\xa9\xc3\xa9\xc3\xa9";
+  EXPECT_EQ(FormatLiveStep("switch", accents, absl::Milliseconds(1), 24),
+            "switch         1 ms  \xc3\xa9");
+  EXPECT_EQ(FormatLiveStep("switch", accents, absl::Milliseconds(1), 23), "switch         1 ms  ");
+  EXPECT_EQ(FormatLiveStep("switch", "a\nb", absl::Milliseconds(1), 0), "switch         1 ms  a b");
+}
+
+TEST(FormatUpgraded, NamesGenerationVersionAndTime) {
+  EXPECT_EQ(FormatUpgraded("org.nehost.filter", 4, "0.2.0", absl::Milliseconds(231)),
+            "upgraded org.nehost.filter to generation 4 (version 0.2.0) in 231 ms\n");
+  EXPECT_EQ(FormatUpgraded("org.nehost.filter", 4, "", absl::Milliseconds(231)),
+            "upgraded org.nehost.filter to generation 4 in 231 ms\n");
+}
+
+TEST(FormatRolledBack, NamesTheReasonAndWhatServes) {
+  EXPECT_EQ(FormatRolledBack("org.nehost.filter", "generation 4 never sent READY=1", 3),
+            "rolled back org.nehost.filter: generation 4 never sent READY=1; generation 3 keeps "
+            "serving\n");
+  EXPECT_EQ(FormatRolledBackUnknown("org.nehost.filter", "exited at start", "timed out"),
+            "rolled back org.nehost.filter: exited at start; no generation answers a lookup: "
+            "timed out\n");
+}
+
+DoctorResponse TroubledDoctor() {
+  DoctorResponse doctor;
+  *doctor.mutable_registration() = FailedRegistration();
+  doctor.mutable_registration()->set_pid(1234);
+  supervisor::v1::DoctorCheck* alive = doctor.add_checks();
+  alive->set_name("alive");
+  alive->set_ok(true);
+  alive->set_detail("pidfd says pid 1234 runs");
+  supervisor::v1::DoctorCheck* start = doctor.add_checks();
+  start->set_name("start_time");
+  start->set_ok(false);
+  start->set_detail("pid 1234 started at tick 99, the registry says 42");
+  supervisor::v1::StrayProcess* stray = doctor.add_strays();
+  stray->set_pid(999);
+  stray->set_executable("/opt/nehost/versions/0.1.0/bin/nehost-filter");
+  stray->set_why("runs the service's executable");
+  doctor.set_summary(
+      "The registered process is not the one nehostd launched: pid 1234 was reused. nehostd "
+      "will stop the stray and start generation 6.");
+  return doctor;
+}
+
+TEST(FormatDoctor, TableHasEverySectionInOrder) {
+  EXPECT_EQ(FormatDoctor(TroubledDoctor(), OutputFormat::kTable),
+            "name:             org.nehost.filter\n"
+            "state:            failed\n"
+            "state_reason:     crash loop: 5 exits in 60s\n"
+            "generation:       5\n"
+            "pid:              1234\n"
+            "version:          0.1.0\n"
+            "endpoint:         unix:/run/nehost/services/org.nehost.filter.sock\n"
+            "enabled:          yes\n"
+            "executable:       /opt/nehost/bin/nehost-filter\n"
+            "restart_count:    4\n"
+            "next_attempt_at:  2024-05-01T10:00:30Z\n"
+            "\n"
+            "checks:\n"
+            "  ok    alive       pidfd says pid 1234 runs\n"
+            "  FAIL  start_time  pid 1234 started at tick 99, the registry says 42\n"
+            "\n"
+            "strays:\n"
+            "  PID  EXECUTABLE                                    WHY\n"
+            "  999  /opt/nehost/versions/0.1.0/bin/nehost-filter  runs the service's executable\n"
+            "\n"
+            "recent exits:\n"
+            "  2024-05-01T10:00:00Z generation 5 pid 4321 crashed: killed by signal 9 (Killed)\n"
+            "\n"
+            "The registered process is not the one nehostd launched: pid 1234 was reused.\n"
+            "nehostd will stop the stray and start generation 6.\n");
+}
+
+TEST(FormatDoctor, TableSaysNoneForEmptySections) {
+  DoctorResponse doctor;
+  *doctor.mutable_registration() = ReadyRegistration();
+  const std::string table = FormatDoctor(doctor, OutputFormat::kTable);
+
+  EXPECT_THAT(table, HasSubstr("\nchecks: none\n\nstrays: none\n\nrecent exits: none\n"));
+  EXPECT_EQ(table.back(), '\n');
+  EXPECT_THAT(table, Not(HasSubstr("\n\n\n")));
+}
+
+TEST(FormatDoctor, JsonIsOneObjectWithTheVerdict) {
+  const std::string json = FormatDoctor(TroubledDoctor(), OutputFormat::kJson);
+  Struct object = ParseJson(json);
+
+  EXPECT_THAT(Keys(object), ElementsAre("checks", "healthy", "registration", "strays", "summary"));
+  EXPECT_FALSE(object.fields().at("healthy").bool_value());
+  EXPECT_EQ(object.fields().at("registration").struct_value().fields().at("pid").number_value(),
+            1234);
+  EXPECT_THAT(json, HasSubstr(R"("checks":[{"detail":"pidfd says pid 1234 runs","name":"alive",)"
+                              R"("ok":true},{"detail":"pid 1234 started at tick 99, the registry )"
+                              R"(says 42","name":"start_time","ok":false}])"));
+  EXPECT_THAT(json,
+              HasSubstr(R"("strays":[{"executable":"/opt/nehost/versions/0.1.0/bin/)"
+                        R"(nehost-filter","pid":999,"why":"runs the service's executable"}])"));
+  EXPECT_EQ(json.find('\n'), json.size() - 1);
+}
+
+TEST(DoctorFoundNothingWrong, NeedsEveryCheckOkAndNoStray) {
+  DoctorResponse doctor = TroubledDoctor();
+  EXPECT_FALSE(DoctorFoundNothingWrong(doctor));
+
+  doctor.mutable_checks(1)->set_ok(true);
+  EXPECT_FALSE(DoctorFoundNothingWrong(doctor)) << "a stray is still wrong";
+
+  doctor.clear_strays();
+  EXPECT_TRUE(DoctorFoundNothingWrong(doctor));
+  EXPECT_TRUE(
+      ParseJson(FormatDoctor(doctor, OutputFormat::kJson)).fields().at("healthy").bool_value());
+}
+
+TEST(FormatReexec, TableLinesAndJsonObject) {
+  EXPECT_EQ(FormatReexecStarted(321), "nehostd pid 321 re-executing; services keep running\n");
+  EXPECT_EQ(FormatReexecEnded(321, absl::Milliseconds(45), OutputFormat::kTable),
+            "nehostd is back after 45 ms\n");
+  EXPECT_EQ(FormatReexecEnded(321, std::nullopt, OutputFormat::kTable), "");
+  EXPECT_EQ(FormatReexecEnded(321, absl::Milliseconds(45), OutputFormat::kJson),
+            "{\"back\":true,\"back_after_ms\":45,\"pid\":321}\n");
+  EXPECT_EQ(FormatReexecEnded(321, std::nullopt, OutputFormat::kJson),
+            "{\"back\":false,\"pid\":321}\n");
 }
 
 TEST(FormatAnything, JsonEscapesWhatItQuotes) {
@@ -338,12 +604,16 @@ TEST(Names, AreLowerCase) {
   EXPECT_EQ(StopReasonName(supervisor::v1::NEVER_READY), "never_ready");
   EXPECT_EQ(StopReasonName(supervisor::v1::HOST_SHUTDOWN), "host_shutdown");
   EXPECT_EQ(StopReasonName(supervisor::v1::SUPERSEDED), "superseded");
+  EXPECT_EQ(RoleName(GenerationRecord::CANDIDATE), "candidate");
+  EXPECT_EQ(RoleName(GenerationRecord::DRAINING), "draining");
+  EXPECT_EQ(RoleName(GenerationRecord::ROLE_UNSPECIFIED), "unspecified");
 }
 
 // A newer nehostd may report a state this nehostctl does not know; it must still print.
 TEST(Names, UnknownValuesStillPrint) {
   EXPECT_EQ(StateName(static_cast<ServiceState>(42)), "state_42");
   EXPECT_EQ(StopReasonName(static_cast<StopReason>(42)), "reason_42");
+  EXPECT_EQ(RoleName(static_cast<GenerationRecord::Role>(42)), "role_42");
 }
 
 // The proto says an unspecified action denies and an unspecified match is exact.

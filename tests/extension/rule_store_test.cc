@@ -252,6 +252,33 @@ TEST_F(RuleStoreTest, MissingStateFolderIsAnError) {
   EXPECT_THAT(store.status().message(), HasSubstr("open state folder " + state_dir_ + "/missing"));
 }
 
+TEST_F(RuleStoreTest, ReloadTakesInRulesAnotherGenerationWrote) {
+  std::unique_ptr<RuleStore> next = OpenStore();
+  std::unique_ptr<RuleStore> previous = OpenStore();
+  ASSERT_NE(next, nullptr);
+  ASSERT_NE(previous, nullptr);
+  ASSERT_TRUE(previous->Add(MakeRule("added.during.overlap")).ok());
+  EXPECT_EQ(next->size(), 0u);
+
+  absl::Status reloaded = next->Reload();
+
+  ASSERT_TRUE(reloaded.ok()) << reloaded;
+  EXPECT_THAT(Describe(next->List()), ElementsAre("added.during.overlap DENY EXACT"));
+}
+
+TEST_F(RuleStoreTest, ReloadOfACorruptFileKeepsTheRulesInForce) {
+  std::unique_ptr<RuleStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->Add(MakeRule("example.com")).ok());
+  ASSERT_TRUE(WriteFileAtomically(RuleFilePath(), "{\"schema_version\": 1, \"rules\": [").ok());
+
+  absl::Status reloaded = store->Reload();
+
+  EXPECT_EQ(reloaded.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(reloaded.message(), HasSubstr("load rules: parse " + RuleFilePath()));
+  EXPECT_THAT(Describe(store->List()), ElementsAre("example.com DENY EXACT"));
+}
+
 // Tests run as root, whom permission bits do not stop: the write is made to fail by putting a
 // regular file where the state folder was, so that STATE/rules.json has no folder to go in.
 TEST_F(RuleStoreTest, FailedWriteLeavesTheRulesAsTheyWere) {

@@ -41,6 +41,12 @@ Nehostd::~Nehostd() {
     process_->Signal(SIGTERM);
     if (!process_->Wait(absl::Seconds(20)).has_value()) process_->Signal(SIGKILL);
   }
+  // Whatever this nehostd launched and a test left running (after a crash of nehostd) goes
+  // too: its children are recognised by the notify socket they were given.
+  if (services_handed_on_) return;
+  for (pid_t pid : ProcessesWithEnvironment("NOTIFY_SOCKET=" + runtime_dir + "/notify.sock")) {
+    ::kill(pid, SIGKILL);
+  }
 }
 
 void Nehostd::WriteDefinition(const std::string& file, const std::string& text) const {
@@ -51,7 +57,7 @@ void Nehostd::WriteDefinition(const std::string& file, const std::string& text) 
   std::vector<std::string> argv = {NehostdBinary(), "--config-dir", config_dir, "--runtime-dir",
                                    runtime_dir,     "--state-dir",  state_dir};
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
-  process_ = std::make_unique<Subprocess>(argv, std::vector<std::string>{}, log_path);
+  process_ = std::make_unique<Subprocess>(argv, environment_, log_path);
 
   // nehostd binds its socket before anything else; until then a gRPC channel would only
   // learn of the socket through its slow backup poller, so wait for a plain connect first.
@@ -74,6 +80,12 @@ void Nehostd::WriteDefinition(const std::string& file, const std::string& text) 
            << "nehostd did not answer: " << listed.error_message() << "; log:\n" << Log();
   }
   return ::testing::AssertionSuccess();
+}
+
+void Nehostd::Kill() {
+  services_handed_on_ = true;
+  process_->Signal(SIGKILL);
+  process_->Wait(absl::Seconds(10));
 }
 
 std::optional<ExitStatus> Nehostd::Stop(absl::Duration timeout) {

@@ -25,11 +25,20 @@ class Nehostd {
   explicit Nehostd(const TempDir& root, std::vector<std::string> extra_args = {});
   ~Nehostd();
 
+  // Extra environment ("K=V") for the next Start, for example NEHOST_FAILPOINTS.
+  void set_environment(std::vector<std::string> environment) {
+    environment_ = std::move(environment);
+  }
+
   // Writes CONFIG/services.d/FILE.
   void WriteDefinition(const std::string& file, const std::string& text) const;
 
   // Starts nehostd and waits until it answers on nehostd.sock.
   ::testing::AssertionResult Start();
+  // SIGKILL, as a crash would: the services it launched keep running, for the next nehostd
+  // on the same folders to adopt. Returns once the process is gone.
+  void Kill();
+
   // SIGTERM, then the exit status.
   std::optional<ExitStatus> Stop(absl::Duration timeout = absl::Seconds(20));
   Subprocess* process() { return process_.get(); }
@@ -54,6 +63,9 @@ class Nehostd {
 
  private:
   std::vector<std::string> extra_args_;
+  std::vector<std::string> environment_;
+  // Set by Kill: the services belong to whichever nehostd comes next.
+  bool services_handed_on_ = false;
   std::unique_ptr<Subprocess> process_;
   std::unique_ptr<nehost::supervisor::v1::Supervisor::Stub> stub_;
 };

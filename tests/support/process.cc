@@ -17,6 +17,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 
@@ -218,6 +219,22 @@ bool ProcessAlive(pid_t pid) {
   char state = 0;
   pid_t group = 0;
   return ReadStateAndGroup(pid, &state, &group) && state != 'Z';
+}
+
+std::vector<pid_t> ProcessesWithEnvironment(const std::string& entry) {
+  std::vector<pid_t> found;
+  for (const auto& process : std::filesystem::directory_iterator("/proc")) {
+    pid_t pid = 0;
+    if (!absl::SimpleAtoi(process.path().filename().string(), &pid)) continue;
+    std::string environment = ReadFileOrEmpty(process.path().string() + "/environ");
+    for (absl::string_view variable : absl::StrSplit(environment, '\0')) {
+      if (variable == entry) {
+        found.push_back(pid);
+        break;
+      }
+    }
+  }
+  return found;
 }
 
 std::vector<pid_t> LiveProcessesInGroup(pid_t pgid) {

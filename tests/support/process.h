@@ -75,6 +75,9 @@ bool WaitUntil(const std::function<bool()>& predicate, absl::Duration timeout,
 // Whether pid names a live process (not a zombie).
 bool ProcessAlive(pid_t pid);
 
+// The processes whose environment holds the entry "K=V".
+std::vector<pid_t> ProcessesWithEnvironment(const std::string& entry);
+
 // The live (not zombie) processes whose process group is pgid.
 std::vector<pid_t> LiveProcessesInGroup(pid_t pgid);
 

@@ -1,0 +1,149 @@
+// Taking services back after nehostd restarts (kill -9, re-execution): verify each
+// registered owner, reconnect to its control channel, take back its listening sockets and
+// supervise it again, without a restart. DESIGN.md, "Supervisor restart and adoption".
+#include <signal.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/failpoint.h"
+#include "common/files.h"
+#include "common/log.h"
+#include "common/process_info.h"
+#include "supervisor/control_client.h"
+#include "supervisor/service_state.h"
+
+namespace nehost::supervisor {
+
+namespace {
+
+constexpr absl::Duration kControlTimeout = absl::Seconds(2);
+
+// Whether pid is still the process that was registered: alive, same start time, same binary.
+absl::Status VerifyRecorded(pid_t pid, uint64_t start_time_ticks, const std::string& executable) {
+  absl::StatusOr<uint64_t> start = ReadProcessStartTime(pid);
+  if (!start.ok()) return start.status();
+  if (*start != start_time_ticks) {
+    return absl::NotFoundError(absl::StrCat("pid ", pid, " now belongs to another process"));
+  }
+  absl::StatusOr<std::string> running = ReadProcessExecutable(pid);
+  if (!running.ok()) return running.status();
+  if (*running != executable) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("pid ", pid, " runs ", *running, ", not ", executable));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void Supervisor::TrustRecord(Service& service) {
+  const Registration& registration = *service.registration;
+  if (registration.pid() == 0 || registration.state() != nehost::supervisor::v1::READY) return;
+
+  // The naive supervisor: the record says a process serves, so one does.
+  auto generation = std::make_shared<Generation>();
+  generation->number = registration.generation();
+  generation->pid = registration.pid();
+  generation->start_time_ticks = registration.start_time_ticks();
+  generation->executable = registration.executable();
+  generation->version = registration.version();
+  generation->ready = true;
+  generation->trusted_only = true;
+  service.current = std::move(generation);
+  spdlog::info("trusting record service={} generation={} pid={}", service.name(),
+               registration.generation(), registration.pid());
+}
+
+void Supervisor::StopLeftoverGenerations(const Registration& registration) {
+  for (const auto& other : registration.other_generations()) {
+    StopLeftoverProcess(registration.name(), other.generation(), other.pid(),
+                        other.start_time_ticks());
+  }
+}
+
+bool Supervisor::TryAdopt(Service& service) {
+  Registration& registration = *service.registration;
+  pid_t pid = registration.pid();
+  if (pid == 0) return false;
+
+  absl::Status verified =
+      VerifyRecorded(pid, registration.start_time_ticks(), registration.executable());
+  if (!verified.ok()) {
+    spdlog::info("not adopting service={} generation={} pid={}: {}; launching a new generation",
+                 service.name(), registration.generation(), pid, verified.message());
+    return false;
+  }
+
+  UniqueFd pidfd(PidfdOpen(pid));
+  std::string path = ControlSocketPath(options_.runtime_dir, service.name(),
+                                       registration.generation());
+  absl::StatusOr<ControlClient> control = ControlClient::Connect(path, pid);
+  std::vector<UniqueFd> listeners;
+  absl::StatusOr<ControlResponse> taken =
+      control.ok() ? absl::UnavailableError("listening sockets not taken") : control.status();
+  if (control.ok() && !Failpoint("adopt.before_take_listeners")) {
+    ControlRequest request;
+    request.mutable_take_listeners();
+    taken = control->Call(request, kControlTimeout, &listeners);
+  }
+  if (!pidfd || !taken.ok() || listeners.size() != static_cast<size_t>(taken->listener_names_size())) {
+    spdlog::warn("cannot adopt service={} generation={} pid={}: {}", service.name(),
+                 registration.generation(), pid,
+                 taken.ok() ? "listening sockets missing" : taken.status().message());
+    StopLeftoverProcess(service.name(), registration.generation(), pid,
+                        registration.start_time_ticks());
+    return false;
+  }
+
+  service.listeners = std::move(listeners);
+  service.listener_names.assign(taken->listener_names().begin(), taken->listener_names().end());
+  auto generation = std::make_shared<Generation>();
+  generation->number = registration.generation();
+  generation->pid = pid;
+  generation->pidfd = std::move(pidfd);
+  generation->start_time_ticks = registration.start_time_ticks();
+  generation->executable = registration.executable();
+  generation->executable_sha256 = registration.executable_sha256();
+  generation->version = registration.version();
+  generation->ready = true;
+  generation->ready_at = absl::Now();
+  generation->adopted = true;
+  WatchPidfd(generation);
+  pidfds_[generation->pidfd.get()] = {&service, generation};
+  service.current = std::move(generation);
+
+  registration.clear_other_generations();
+  registration.clear_upgrading_to();
+  spdlog::info("adopted service={} generation={} pid={} version={} listeners={}",
+               service.name(), registration.generation(), pid, registration.version(),
+               service.listeners.size());
+  Publish(service, "adopted", absl::StrCat("generation ", registration.generation(), " pid ",
+                                           pid, " adopted without a restart"));
+  SetState(service, nehost::supervisor::v1::READY, "adopted");
+  return true;
+}
+
+void Supervisor::UpgradeIfOutdated(Service& service) {
+  if (!options_.reconcile || !service.running() || service.definition.package_prefix().empty()) {
+    return;
+  }
+  absl::StatusOr<Target> target = ResolveTarget(service, "");
+  if (!target.ok() || target->version == service.current->version) return;
+
+  // The field case: a live owner of another version. It keeps serving until its
+  // successor is ready, through the same steps as an upgrade asked for by an operator.
+  std::string name = service.name();
+  spdlog::info("replacing service={} generation={} version={} with the installed version={}",
+               name, service.current->number, service.current->version, target->version);
+  background_upgrades_.emplace_back([this, name] {
+    absl::StatusOr<nehost::supervisor::v1::UpgradeProgress> done = Upgrade(name, "", nullptr);
+    if (!done.ok()) {
+      spdlog::error("replacing outdated service={} failed: {}", name, done.status().message());
+    }
+  });
+}
+
+}  // namespace nehost::supervisor

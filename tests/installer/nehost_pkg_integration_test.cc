@@ -1,0 +1,207 @@
+// The built nehost-pkg, end to end: what a user or the upgrade harness sees on stdout, on
+// stderr and in the exit status.
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/support/process.h"
+
+namespace nehost::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::SizeIs;
+using ::testing::StartsWith;
+
+constexpr int kOk = 0;
+constexpr int kFailure = 1;
+constexpr int kUsage = 2;
+
+std::vector<std::string> Lines(const std::string& text) {
+  return absl::StrSplit(text, '\n', absl::SkipEmpty());
+}
+
+class NehostPkgTest : public ::testing::Test {
+ protected:
+  CommandResult Pkg(std::vector<std::string> args) {
+    args.insert(args.begin(), NEHOST_PKG_BINARY);
+    return RunCommand(args);
+  }
+
+  // nehost-pkg build, of a version with a stamped script and, optionally, a copy of sleep.
+  std::string Build(const std::string& version, bool with_sleep = false) {
+    const std::string script = dir_ / ("tool-" + version);
+    WriteFileOrDie(script, "#!/bin/sh\necho " + version + "\n");
+    ::chmod(script.c_str(), 0755);
+    const std::string out = dir_ / ("pkg-" + version);
+    std::vector<std::string> args = {"build",
+                                     "--version",
+                                     version,
+                                     "--out",
+                                     out,
+                                     "--file",
+                                     "bin/tool=" + script,
+                                     "--service",
+                                     "org.nehost.test=bin/tool"};
+    if (with_sleep) args.insert(args.end(), {"--file", "bin/sleep=/bin/sleep"});
+
+    CommandResult built = Pkg(args);
+    EXPECT_EQ(built.status.code, kOk) << built.err;
+    return out;
+  }
+
+  void InstallOrFail(const std::string& package) {
+    CommandResult installed = Pkg({"install", package, "--prefix", prefix_});
+    ASSERT_EQ(installed.status.code, kOk) << installed.err;
+  }
+
+  // nehost-pkg list --json, parsed.
+  google::protobuf::Struct List() {
+    CommandResult listed = Pkg({"--prefix", prefix_, "list", "--json"});
+    EXPECT_EQ(listed.status.code, kOk) << listed.err;
+    google::protobuf::Struct list;
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(listed.out, &list).ok()) << listed.out;
+    return list;
+  }
+
+  std::string CurrentInList() {
+    const google::protobuf::Struct list = List();
+    const google::protobuf::Value& current = list.fields().at("current");
+    return current.has_null_value() ? "(null)" : current.string_value();
+  }
+
+  TempDir dir_;
+  const std::string prefix_ = dir_ / "prefix";
+};
+
+TEST_F(NehostPkgTest, BuildsInstallsListsAndRollsBack) {
+  InstallOrFail(Build("1.0"));
+  InstallOrFail(Build("2.0"));
+
+  google::protobuf::Struct list = List();
+  EXPECT_EQ(list.fields().at("current").string_value(), "2.0");
+  const auto& versions = list.fields().at("versions").list_value().values();
+  ASSERT_THAT(versions, SizeIs(2));
+  const auto& newest = versions[0].struct_value().fields();
+  EXPECT_EQ(newest.at("version").string_value(), "2.0");
+  EXPECT_TRUE(newest.at("current").bool_value());
+  EXPECT_FALSE(newest.at("in_use").bool_value());
+  EXPECT_THAT(newest.at("installed_at").string_value(), ::testing::EndsWith("Z"));
+  EXPECT_EQ(versions[1].struct_value().fields().at("version").string_value(), "1.0");
+
+  CommandResult rolled = Pkg({"rollback", "--prefix", prefix_});
+  ASSERT_EQ(rolled.status.code, kOk) << rolled.err;
+  EXPECT_EQ(rolled.out, "current is 1.0 (was 2.0)\n");
+  EXPECT_EQ(CurrentInList(), "1.0");
+  EXPECT_EQ(fs::read_symlink(prefix_ + "/current"), "versions/1.0");
+}
+
+TEST_F(NehostPkgTest, InstallCollectsOldVersions) {
+  for (const std::string version : {"1.0", "2.0", "3.0"}) InstallOrFail(Build(version));
+
+  const google::protobuf::Struct list = List();
+  const auto& versions = list.fields().at("versions").list_value().values();
+  ASSERT_THAT(versions, SizeIs(2));
+  EXPECT_FALSE(fs::exists(prefix_ + "/versions/1.0"));
+}
+
+TEST_F(NehostPkgTest, ListShowsTheVersionAProcessRunsFrom) {
+  InstallOrFail(Build("1.0", /*with_sleep=*/true));
+  Subprocess sleeper({prefix_ + "/current/bin/sleep", "1000"}, {}, dir_ / "sleep.log");
+  InstallOrFail(Build("2.0"));
+  InstallOrFail(Build("3.0"));
+
+  const google::protobuf::Struct list = List();
+  const auto& versions = list.fields().at("versions").list_value().values();
+  ASSERT_THAT(versions, SizeIs(3));
+  const auto& oldest = versions[2].struct_value().fields();
+  EXPECT_EQ(oldest.at("version").string_value(), "1.0");
+  EXPECT_TRUE(oldest.at("in_use").bool_value());
+  EXPECT_EQ(oldest.at("pids").list_value().values(0).number_value(), sleeper.pid());
+
+  CommandResult table = Pkg({"list", "--prefix", prefix_});
+  EXPECT_THAT(table.out, HasSubstr(absl::StrCat("pid ", sleeper.pid())));
+}
+
+TEST_F(NehostPkgTest, ABadPackageFailsWithOneLineAndChangesNothing) {
+  InstallOrFail(Build("1.0"));
+  const std::string package = Build("2.0");
+  WriteFileOrDie(package + "/bin/tool", "#!/bin/sh\necho tampered\n");
+
+  CommandResult installed = Pkg({"install", package, "--prefix", prefix_});
+  EXPECT_EQ(installed.status.code, kFailure);
+  ASSERT_THAT(Lines(installed.err), SizeIs(1)) << installed.err;
+  EXPECT_THAT(installed.err, StartsWith("nehost-pkg: install package " + package + ": "));
+  EXPECT_THAT(installed.err, HasSubstr("file \"bin/tool\": sha256 mismatch"));
+  EXPECT_FALSE(fs::exists(prefix_ + "/versions/2.0"));
+  EXPECT_EQ(CurrentInList(), "1.0");
+}
+
+TEST_F(NehostPkgTest, OperationalFailuresExitOne) {
+  CommandResult missing = Pkg({"install", dir_ / "nonexistent", "--prefix", prefix_});
+  EXPECT_EQ(missing.status.code, kFailure);
+  EXPECT_THAT(missing.err, HasSubstr("manifest.json: No such file or directory"));
+
+  CommandResult nothing = Pkg({"rollback", "--prefix", prefix_});
+  EXPECT_EQ(nothing.status.code, kFailure);
+  EXPECT_THAT(nothing.err, HasSubstr("rollback under " + prefix_));
+
+  InstallOrFail(Build("1.0"));
+  CommandResult unknown = Pkg({"rollback", "--to", "9.9", "--prefix", prefix_});
+  EXPECT_EQ(unknown.status.code, kFailure);
+  EXPECT_THAT(unknown.err, HasSubstr("version 9.9 is not installed"));
+
+  CommandResult bad_version = Pkg({"build", "--version", "../x", "--out", dir_ / "out", "--file",
+                                   "a=" + std::string(NEHOST_PKG_BINARY)});
+  EXPECT_EQ(bad_version.status.code, kFailure);
+  EXPECT_THAT(bad_version.err, HasSubstr("version \"../x\""));
+}
+
+TEST_F(NehostPkgTest, UsageErrorsExitTwo) {
+  const std::vector<std::vector<std::string>> lines = {
+      {},
+      {"frobnicate"},
+      {"install"},
+      {"install", "a", "b"},
+      {"build", "--version", "1.0", "--file", "a=b"},
+      {"build", "--version", "1.0", "--out", "x", "--file", "no-equals-sign"},
+      {"gc", "--keep", "0"},
+      {"list", "--keep", "3"},
+      {"list", "--prefix"},
+      {"rollback", "--t", "1.0"},
+  };
+  for (const std::vector<std::string>& line : lines) {
+    CommandResult result = Pkg(line);
+    EXPECT_EQ(result.status.code, kUsage) << absl::StrJoin(line, " ") << ": " << result.err;
+    EXPECT_THAT(result.err, HasSubstr("for usage")) << absl::StrJoin(line, " ");
+    EXPECT_THAT(result.out, IsEmpty());
+  }
+}
+
+TEST_F(NehostPkgTest, HelpNamesEveryCommand) {
+  CommandResult help = Pkg({"--help"});
+  EXPECT_EQ(help.status.code, kOk);
+  for (const std::string command : {"build", "install", "list", "rollback", "gc"}) {
+    EXPECT_THAT(help.out, HasSubstr("  " + command)) << command;
+    CommandResult one = Pkg({"help", command});
+    EXPECT_EQ(one.status.code, kOk) << command;
+    EXPECT_THAT(one.out, HasSubstr("usage: nehost-pkg [GLOBAL FLAGS] " + command));
+  }
+  EXPECT_EQ(Pkg({"install", "--help"}).out, Pkg({"help", "install"}).out);
+}
+
+}  // namespace
+}  // namespace nehost::testing
