@@ -42,6 +42,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <utility>
@@ -126,7 +127,7 @@ absl::Status CheckInterrupted() {
 
 // Status as nehost-filter fills it, for the bare server, so both put the same bytes on the
 // wire.
-void FillStatus(Clock::time_point started, v1::StatusResponse* response) {
+void FillStatus(Clock::time_point started, uint64_t calls, v1::StatusResponse* response) {
   auto uptime = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
   response->set_version(kVersion);
   response->set_pid(::getpid());
@@ -134,18 +135,27 @@ void FillStatus(Clock::time_point started, v1::StatusResponse* response) {
   response->set_service(kServiceName);
   response->set_uptime_ms(uptime.count());
   response->set_rule_count(0);  // a fresh state folder holds no rules
+  (*response->mutable_counters())["status"] = calls;
 }
 
 class BareFilterService final : public v1::Filter::Service {
  public:
   grpc::Status Status(grpc::ServerContext*, const v1::StatusRequest*,
                       v1::StatusResponse* response) override {
-    FillStatus(started_, response);
+    // Counted under a lock, as nehost-filter counts its calls.
+    uint64_t calls;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      calls = ++calls_;
+    }
+    FillStatus(started_, calls, response);
     return grpc::Status::OK;
   }
 
  private:
   const Clock::time_point started_ = Clock::now();
+  std::mutex mu_;
+  uint64_t calls_ = 0;
 };
 
 // Blocked before gRPC starts a thread, so that every thread inherits the mask and only
@@ -592,7 +602,7 @@ void PrintFigures(const std::vector<Path>& paths) {
 
 absl::StatusOr<Path> StartFloor(Fleet* fleet, MessageSizes* sizes) {
   v1::StatusResponse typical;
-  FillStatus(Clock::now(), &typical);
+  FillStatus(Clock::now(), 20000, &typical);
   sizes->floor_request = kGrpcFrameHeaderBytes + v1::StatusRequest().ByteSizeLong();
   sizes->floor_response = kGrpcFrameHeaderBytes + typical.ByteSizeLong();
 

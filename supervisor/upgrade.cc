@@ -7,6 +7,7 @@
 #include "common/failpoint.h"
 #include "common/files.h"
 #include "common/log.h"
+#include "installer/package.h"
 #include "supervisor/control_client.h"
 #include "supervisor/service_state.h"
 
@@ -292,8 +293,15 @@ void Supervisor::RollBack(UpgradeRun& run, const absl::Status& cause) {
 }
 
 void Supervisor::CollectVersions(const Service& service) {
+  // Step 6: versions that nothing runs from any more go, under the installer's own lock.
   if (service.definition.package_prefix().empty()) return;
-  // Filled in with the installer's collection once it is linked here.
+  absl::StatusOr<std::vector<installer::CollectDecision>> collected =
+      installer::CollectVersions(service.definition.package_prefix());
+  if (!collected.ok()) {
+    spdlog::warn("collecting old versions failed service={}: {}; they stay until the next "
+                 "upgrade or nehost-pkg gc",
+                 service.name(), collected.status().message());
+  }
 }
 
 }  // namespace nehost::supervisor
