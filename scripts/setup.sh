@@ -13,6 +13,8 @@ packages=(
   libsystemd-dev libspdlog-dev libsodium-dev libgtest-dev libgmock-dev
   # peers the tests run against
   systemd
+  # draws the upgrade benchmark's timeline
+  gnuplot-nox
 )
 
 missing=()

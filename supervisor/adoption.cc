@@ -4,9 +4,13 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <thread>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/failpoint.h"
 #include "common/files.h"
@@ -64,8 +68,62 @@ void Supervisor::StopLeftoverGenerations(const Registration& registration) {
   }
 }
 
+void Supervisor::RecoverRecordFromRuntime(Service& service) {
+  // The registry holds no live owner (first start, or a registry that was lost or corrupt),
+  // but a generation may still serve: it listens on its control socket under RUNTIME/gen.
+  // The newest one that answers, as itself, is taken as the record; older ones are strays.
+  std::string prefix = service.name() + ".";
+  std::vector<std::pair<uint64_t, std::string>> sockets;
+  std::error_code error;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(options_.runtime_dir + "/gen", error)) {
+    std::string file = entry.path().filename().string();
+    absl::string_view middle(file);
+    uint64_t generation = 0;
+    if (!absl::ConsumePrefix(&middle, prefix) || !absl::ConsumeSuffix(&middle, ".ctl") ||
+        !absl::SimpleAtoi(middle, &generation)) {
+      continue;
+    }
+    sockets.emplace_back(generation, entry.path().string());
+  }
+  std::sort(sockets.rbegin(), sockets.rend());
+
+  Registration& registration = *service.registration;
+  for (const auto& [generation, path] : sockets) {
+    absl::StatusOr<ControlClient> control = ControlClient::ConnectAny(path);
+    if (!control.ok()) {
+      ::unlink(path.c_str());  // a generation that is gone left its socket file
+      continue;
+    }
+    ControlRequest request;
+    request.mutable_health();
+    absl::StatusOr<ControlResponse> health = control->Call(request, kControlTimeout);
+    pid_t pid = control->peer_pid();
+    if (!health.ok() || health->pid() != pid || health->generation() != generation) continue;
+    absl::StatusOr<uint64_t> start = ReadProcessStartTime(pid);
+    absl::StatusOr<std::string> executable = ReadProcessExecutable(pid);
+    if (!start.ok() || !executable.ok()) continue;
+
+    if (registration.pid() != 0) {
+      StopLeftoverProcess(service.name(), generation, pid, *start);
+      continue;
+    }
+    spdlog::warn("registry has no owner for service={}; found generation={} pid={} serving "
+                 "on its control channel, adopting it",
+                 service.name(), generation, pid);
+    registration.set_pid(pid);
+    registration.set_generation(generation);
+    registration.set_last_generation(std::max(registration.last_generation(), generation));
+    registration.set_start_time_ticks(*start);
+    registration.set_executable(*executable);
+    registration.set_executable_sha256(ExecutableDigest(*executable));
+    registration.set_version(health->version());
+  }
+}
+
 bool Supervisor::TryAdopt(Service& service) {
   Registration& registration = *service.registration;
+  if (registration.pid() == 0) RecoverRecordFromRuntime(service);
   pid_t pid = registration.pid();
   if (pid == 0) return false;
 
@@ -98,6 +156,7 @@ bool Supervisor::TryAdopt(Service& service) {
     return false;
   }
 
+  Failpoint("adopt.after_take_listeners");
   service.listeners = std::move(listeners);
   service.listener_names.assign(taken->listener_names().begin(), taken->listener_names().end());
   auto generation = std::make_shared<Generation>();

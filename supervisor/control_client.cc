@@ -12,21 +12,29 @@ std::string ControlSocketPath(const std::string& runtime_dir, const std::string&
   return absl::StrCat(runtime_dir, "/gen/", name, ".", generation, ".ctl");
 }
 
-absl::StatusOr<ControlClient> ControlClient::Connect(const std::string& path,
-                                                     pid_t expected_pid) {
+absl::StatusOr<ControlClient> ControlClient::ConnectAny(const std::string& path) {
   absl::StatusOr<UniqueFd> socket = ConnectUnix(path);
   if (!socket.ok()) {
     return absl::UnavailableError(
         absl::StrCat("control channel ", path, ": ", socket.status().message()));
   }
+  // SO_PEERCRED on a connected Unix socket names the process that called listen(): the
+  // generation itself, which binds its own control socket.
   absl::StatusOr<PeerCredentials> peer = GetPeerCredentials(socket->get());
   if (!peer.ok()) return peer.status();
-  if (peer->pid != expected_pid) {
+  return ControlClient(std::move(*socket), path, peer->pid);
+}
+
+absl::StatusOr<ControlClient> ControlClient::Connect(const std::string& path,
+                                                     pid_t expected_pid) {
+  absl::StatusOr<ControlClient> client = ConnectAny(path);
+  if (!client.ok()) return client;
+  if (client->peer_pid() != expected_pid) {
     return absl::PermissionDeniedError(
-        absl::StrCat("control channel ", path, " belongs to pid ", peer->pid,
+        absl::StrCat("control channel ", path, " belongs to pid ", client->peer_pid(),
                      ", not to the registered generation's pid ", expected_pid));
   }
-  return ControlClient(std::move(*socket), path);
+  return client;
 }
 
 absl::StatusOr<ControlResponse> ControlClient::Call(const ControlRequest& request,

@@ -29,17 +29,23 @@ class ControlClient {
   // A socket that another process listens on is refused: it is not the generation's.
   static absl::StatusOr<ControlClient> Connect(const std::string& path, pid_t expected_pid);
 
+  // Connects to whichever process listens on path; peer_pid() says which.
+  static absl::StatusOr<ControlClient> ConnectAny(const std::string& path);
+
+  pid_t peer_pid() const { return peer_pid_; }
+
   // One request and its response; a response with an error is returned as FAILED_PRECONDITION.
   // Descriptors that come with the response are appended to fds when given.
   absl::StatusOr<ControlResponse> Call(const ControlRequest& request, absl::Duration timeout,
                                        std::vector<UniqueFd>* fds = nullptr);
 
  private:
-  ControlClient(UniqueFd socket, std::string path)
-      : socket_(std::move(socket)), path_(std::move(path)) {}
+  ControlClient(UniqueFd socket, std::string path, pid_t peer_pid)
+      : socket_(std::move(socket)), path_(std::move(path)), peer_pid_(peer_pid) {}
 
   UniqueFd socket_;
   std::string path_;
+  pid_t peer_pid_ = 0;
 };
 
 }  // namespace nehost::supervisor

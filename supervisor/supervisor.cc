@@ -191,6 +191,8 @@ void Supervisor::AddService(ServiceDefinition definition) {
   if (!known) registration.set_enabled(true);
   if (definition.version().empty()) definition.set_version(options_.version);
 
+  registration.set_endpoint(
+      absl::StrCat("unix:", options_.runtime_dir, "/services/", name, ".sock"));
   auto owned = std::make_unique<Service>(std::move(definition), &registration);
   Service& service = *owned;
   services_[name] = std::move(owned);
@@ -606,6 +608,7 @@ void Supervisor::OnDeadline(Service& service, absl::Time now) {
     case nehost::supervisor::v1::FAILED:
       if (service.registration->enabled() && service.setup_error.empty() && !shutting_down_ &&
           !service.running()) {
+        Failpoint("restart.before_launch");
         Launch(service);
       }
       break;

@@ -129,6 +129,7 @@ class Supervisor {
 
   // adoption.cc
   bool TryAdopt(Service& service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RecoverRecordFromRuntime(Service& service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TrustRecord(Service& service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StopLeftoverGenerations(const Registration& registration);
   void UpgradeIfOutdated(Service& service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

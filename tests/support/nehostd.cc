@@ -70,12 +70,20 @@ void Nehostd::WriteDefinition(const std::string& file, const std::string& text) 
                                          << Log();
   }
 
-  grpc::ClientContext context;
-  context.set_deadline(In(absl::Seconds(20)));
-  context.set_wait_for_ready(true);
-  nehost::supervisor::v1::ListResponse response;
-  grpc::Status listed = stub_->List(&context, {}, &response);
-  if (!listed.ok()) {
+  // Short waits, so that a nehostd that dies while starting is seen at once.
+  grpc::Status listed = grpc::Status(grpc::StatusCode::UNAVAILABLE, "not asked yet");
+  bool answered = WaitUntil(
+      [&] {
+        if (!process_->running()) return true;
+        grpc::ClientContext context;
+        context.set_deadline(In(absl::Milliseconds(500)));
+        context.set_wait_for_ready(true);
+        nehost::supervisor::v1::ListResponse response;
+        listed = stub_->List(&context, {}, &response);
+        return listed.ok();
+      },
+      absl::Seconds(20), absl::Milliseconds(1));
+  if (!answered || !listed.ok()) {
     return ::testing::AssertionFailure()
            << "nehostd did not answer: " << listed.error_message() << "; log:\n" << Log();
   }

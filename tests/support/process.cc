@@ -115,6 +115,12 @@ Subprocess::~Subprocess() {
   Wait(absl::Seconds(10));
 }
 
+bool Subprocess::running() const {
+  if (reaped_) return false;
+  pollfd polled{pidfd_.get(), POLLIN, 0};
+  return ::poll(&polled, 1, 0) == 0;
+}
+
 void Subprocess::Signal(int signal) {
   if (!reaped_) ::kill(pid_, signal);
 }

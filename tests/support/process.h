@@ -50,7 +50,8 @@ class Subprocess {
   void Signal(int signal);
   // The exit, or nullopt if the process is still running at the deadline.
   std::optional<ExitStatus> Wait(absl::Duration timeout);
-  bool running() const { return !reaped_; }
+  // False once the process has exited, reaped or not.
+  bool running() const;
 
  private:
   pid_t pid_ = 0;

@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_client.h"
+#include "common/unix_socket.h"
 #include "gtest/gtest.h"
 #include "tests/upgrade/harness.h"
 
@@ -254,6 +255,82 @@ TEST_F(UpgradeTest, KillNineOfNehostdLeavesTheServiceServingAndItIsAdopted) {
   EXPECT_EQ(after->pid(), before->pid());
   EXPECT_EQ(after->generation(), before->generation());
   EXPECT_TRUE(absl::StrContains(nehostd_->Log(), "adopted service=org.nehost.filter"));
+}
+
+TEST_F(UpgradeTest, NehostdKilledWhileAdoptingEndsWithOneVerifiedGeneration) {
+  ASSERT_TRUE(StartNehostd());
+  AddRule("ads.example.com");
+  Agents agents(nehostd_->runtime_dir, 4);
+
+  nehostd_->Kill();
+  nehostd_ = std::make_unique<Nehostd>(root_);
+  nehostd_->set_environment({"NEHOST_FAILPOINTS=adopt.after_take_listeners=kill"});
+  nehostd_->WriteDefinition("filter.textproto", PackagedFilterDefinition(prefix_));
+  nehostd_->Start();  // dies while adopting, with the listening sockets taken
+  ASSERT_TRUE(nehostd_->process()->Wait(absl::Seconds(20)).has_value());
+  nehostd_->Kill();
+
+  ASSERT_TRUE(StartNehostd());
+  ExpectOneVerifiedGeneration();
+  ASSERT_TRUE(agents.WaitForProgress(10, absl::Seconds(20))) << agents.FailureReport();
+  agents.Stop();
+  EXPECT_EQ(agents.failures(), 0) << agents.FailureReport();
+  ExpectRule("ads.example.com");
+}
+
+TEST_F(UpgradeTest, NehostdKilledBeforeARelaunchEndsWithOneVerifiedGeneration) {
+  ASSERT_TRUE(StartNehostd({"NEHOST_FAILPOINTS=restart.before_launch=kill"}));
+  absl::StatusOr<Registration> before = nehostd_->Lookup(kFilter);
+  ASSERT_TRUE(before.ok());
+
+  ASSERT_EQ(::kill(before->pid(), SIGKILL), 0);  // nehostd dies as it relaunches
+  ASSERT_TRUE(nehostd_->process()->Wait(absl::Seconds(20)).has_value());
+  nehostd_->Kill();
+  ASSERT_TRUE(StartNehostd());
+  ExpectOneVerifiedGeneration();
+  EXPECT_NE(nehostd_->Lookup(kFilter)->pid(), before->pid());
+}
+
+TEST_F(UpgradeTest, CorruptRegistryStillAdoptsTheServingGeneration) {
+  ASSERT_TRUE(StartNehostd());
+  absl::StatusOr<Registration> before = nehostd_->Lookup(kFilter);
+  Agents agents(nehostd_->runtime_dir, 4);
+  nehostd_->Kill();
+  std::string registry = ReadFileOrEmpty(nehostd_->state_dir + "/registry.json");
+  WriteFileOrDie(nehostd_->state_dir + "/registry.json", registry.substr(0, registry.size() / 2));
+
+  ASSERT_TRUE(StartNehostd());
+  ASSERT_TRUE(agents.WaitForProgress(10, absl::Seconds(20))) << agents.FailureReport();
+  agents.Stop();
+  EXPECT_EQ(agents.failures(), 0) << agents.FailureReport();
+  absl::StatusOr<Registration> after = nehostd_->Lookup(kFilter);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->pid(), before->pid()) << nehostd_->Log();
+  EXPECT_TRUE(absl::StrContains(nehostd_->Log(), "registry unreadable"));
+  ExpectOneVerifiedGeneration();
+}
+
+TEST_F(UpgradeTest, ControlEndpointOfAnotherProcessIsNotTrusted) {
+  ASSERT_TRUE(StartNehostd());
+  absl::StatusOr<Registration> before = nehostd_->Lookup(kFilter);
+  ASSERT_TRUE(before.ok());
+  nehostd_->Kill();
+
+  // This test process squats on the generation's control socket path.
+  std::string path = absl::StrCat(nehostd_->runtime_dir, "/gen/", kFilter, ".",
+                                  before->generation(), ".ctl");
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  absl::StatusOr<UniqueFd> squatter = ListenUnix(path, 0600);
+  ASSERT_TRUE(squatter.ok()) << squatter.status();
+
+  ASSERT_TRUE(StartNehostd());
+  EXPECT_TRUE(absl::StrContains(nehostd_->Log(), absl::StrCat("belongs to pid ", ::getpid())))
+      << nehostd_->Log();
+  absl::StatusOr<Registration> after = nehostd_->Lookup(kFilter);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_NE(after->pid(), before->pid());
+  EXPECT_FALSE(ProcessAlive(before->pid())) << "the generation it could not verify is stopped";
+  ExpectOneVerifiedGeneration();
 }
 
 TEST_F(UpgradeTest, ReexecKeepsEveryServiceRunning) {
