@@ -19,8 +19,8 @@ constexpr char kServiceConfig[] = R"({
     ],
     "retryPolicy": {
       "maxAttempts": 5,
-      "initialBackoff": "0.02s",
-      "maxBackoff": "0.5s",
+      "initialBackoff": "0.005s",
+      "maxBackoff": "0.25s",
       "backoffMultiplier": 2,
       "retryableStatusCodes": ["UNAVAILABLE"]
     }

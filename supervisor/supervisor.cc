@@ -326,13 +326,18 @@ LaunchSpec Supervisor::BuildLaunchSpec(const Service& service, const Target& tar
   return spec;
 }
 
+std::string IdentityOf(const std::string& path) {
+  struct stat info;
+  if (::stat(path.c_str(), &info) != 0) return "";
+  return absl::StrCat(info.st_dev, ":", info.st_ino, ":", info.st_size, ":",
+                      info.st_mtim.tv_sec, ".", info.st_mtim.tv_nsec);
+}
+
 std::string Supervisor::ExecutableDigest(const std::string& path) {
   // Hashing a large binary takes tens of milliseconds, on every restart: hash a file once
   // per identity (device, inode, size, modification time) instead.
-  struct stat info;
-  if (::stat(path.c_str(), &info) != 0) return "";
-  std::string identity = absl::StrCat(info.st_dev, ":", info.st_ino, ":", info.st_size, ":",
-                                      info.st_mtim.tv_sec, ".", info.st_mtim.tv_nsec);
+  std::string identity = IdentityOf(path);
+  if (identity.empty()) return "";
   auto cached = digests_.find(path);
   if (cached != digests_.end() && cached->second.first == identity) return cached->second.second;
 

@@ -164,6 +164,8 @@ class Supervisor {
 
   // upgrade.cc
   struct UpgradeRun;
+  void PrehashTarget(const std::string& name, const std::string& to_version)
+      ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status UpgradeSteps(UpgradeRun& run) ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status WaitForCandidateReady(UpgradeRun& run) ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status CheckCandidateServing(UpgradeRun& run) ABSL_LOCKS_EXCLUDED(mu_);

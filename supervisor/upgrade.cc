@@ -63,6 +63,7 @@ absl::StatusOr<UpgradeProgress> Supervisor::Upgrade(const std::string& name,
   run.name = name;
   run.sink = sink;
   run.started = absl::Now();
+  PrehashTarget(name, to_version);
   {
     absl::MutexLock lock(&mu_);
     absl::StatusOr<Service*> found = Find(name);
@@ -130,6 +131,24 @@ absl::StatusOr<UpgradeProgress> Supervisor::Upgrade(const std::string& name,
                           absl::ToInt64Milliseconds(absl::Now() - run.started), "ms"),
              /*done=*/true, /*succeeded=*/true);
   return run.last;
+}
+
+void Supervisor::PrehashTarget(const std::string& name, const std::string& to_version) {
+  // Hashing a new binary takes tens of milliseconds; done here, without the lock, lookups go
+  // on meanwhile and the launch below finds the digest cached.
+  absl::StatusOr<Target> target;
+  {
+    absl::MutexLock lock(&mu_);
+    absl::StatusOr<Service*> found = Find(name);
+    if (!found.ok()) return;
+    target = ResolveTarget(**found, to_version);
+    if (!target.ok() || digests_.count(target->executable) != 0) return;
+  }
+  ExecutableIdentity identity = IdentityOf(target->executable);
+  absl::StatusOr<std::string> digest = Sha256File(target->executable);
+  if (!digest.ok() || identity.empty()) return;
+  absl::MutexLock lock(&mu_);
+  digests_[target->executable] = {identity, *digest};
 }
 
 absl::Status Supervisor::UpgradeSteps(UpgradeRun& run) {
