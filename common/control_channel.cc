@@ -18,7 +18,8 @@ constexpr size_t kMaxFds = 16;
 absl::Status WaitFor(int socket, short events, absl::Time deadline) {
   for (;;) {
     int64_t left = absl::ToInt64Milliseconds(deadline - absl::Now());
-    if (left <= 0) return absl::DeadlineExceededError("control channel: peer did not answer in time");
+    if (left <= 0)
+      return absl::DeadlineExceededError("control channel: peer did not answer in time");
     pollfd polled{socket, events, 0};
     int ready = ::poll(&polled, 1, static_cast<int>(left));
     if (ready < 0 && errno == EINTR) continue;
@@ -95,8 +96,8 @@ absl::Status ReceiveAll(int socket, char* buffer, size_t size, std::vector<Uniqu
 absl::Status SendFrame(int socket, const google::protobuf::Message& message,
                        const std::vector<int>& fds, absl::Time deadline) {
   if (fds.size() > kMaxFds) {
-    return absl::InvalidArgumentError(absl::StrCat("control channel: ", fds.size(),
-                                                   " descriptors; at most ", kMaxFds, " fit"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("control channel: ", fds.size(), " descriptors; at most ", kMaxFds, " fit"));
   }
   std::string body = message.SerializeAsString();
   uint32_t length = static_cast<uint32_t>(body.size());
@@ -115,8 +116,8 @@ absl::Status ReceiveFrame(int socket, google::protobuf::Message* message,
   uint32_t length = (uint32_t{prefix[0]} << 24) | (uint32_t{prefix[1]} << 16) |
                     (uint32_t{prefix[2]} << 8) | uint32_t{prefix[3]};
   if (length > kMaxControlFrameBytes) {
-    return absl::DataLossError(absl::StrCat("control channel: frame of ", length,
-                                            " bytes is larger than the limit"));
+    return absl::DataLossError(
+        absl::StrCat("control channel: frame of ", length, " bytes is larger than the limit"));
   }
   std::string body(length, '\0');
   read = ReceiveAll(socket, body.data(), length, fds, deadline);

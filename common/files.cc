@@ -1,16 +1,15 @@
 #include "common/files.h"
 
 #include <fcntl.h>
+#include <google/protobuf/util/json_util.h>
 #include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <algorithm>
 #include <filesystem>
-
-#include <google/protobuf/util/json_util.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/unique_fd.h"
@@ -51,7 +50,8 @@ absl::Status WriteAll(int fd, absl::string_view data, const std::string& path) {
 
 absl::Status SyncFolderOf(const std::string& path) {
   size_t slash = path.rfind('/');
-  std::string folder = slash == std::string::npos ? "." : path.substr(0, std::max<size_t>(slash, 1));
+  std::string folder =
+      slash == std::string::npos ? "." : path.substr(0, std::max<size_t>(slash, 1));
 
   UniqueFd dir(::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dir) return ErrnoStatus(errno, "open folder", folder);
@@ -64,7 +64,8 @@ absl::Status SyncFolderOf(const std::string& path) {
 std::string ErrnoText(int err) { return std::strerror(err); }
 
 absl::Status ErrnoStatus(int err, absl::string_view operation, absl::string_view object) {
-  return absl::Status(CodeForErrno(err), absl::StrCat(operation, " ", object, ": ", ErrnoText(err)));
+  return absl::Status(CodeForErrno(err),
+                      absl::StrCat(operation, " ", object, ": ", ErrnoText(err)));
 }
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
@@ -137,8 +138,7 @@ absl::Status WriteJsonProto(const std::string& path, const google::protobuf::Mes
   std::string json;
   auto printed = google::protobuf::util::MessageToJsonString(message, &json, options);
   if (!printed.ok()) {
-    return absl::InternalError(
-        absl::StrCat("encode ", path, ": ", printed.message().as_string()));
+    return absl::InternalError(absl::StrCat("encode ", path, ": ", printed.message().as_string()));
   }
   return WriteFileAtomically(path, json);
 }

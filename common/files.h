@@ -9,10 +9,10 @@
 #include <google/protobuf/message.h>
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace nehost {
 

@@ -39,8 +39,7 @@ class CountingInterceptor : public grpc::experimental::Interceptor {
   CallCounter* counter_;
 };
 
-class CountingInterceptorFactory
-    : public grpc::experimental::ServerInterceptorFactoryInterface {
+class CountingInterceptorFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
   explicit CountingInterceptorFactory(CallCounter* counter) : counter_(counter) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
@@ -145,8 +144,8 @@ void AcceptLoop::AcceptReady(int listen_fd) {
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
       if (errno == ECONNABORTED) continue;
       // EMFILE and friends: the connection stays in the backlog; try again on the next poll.
-      spdlog::warn("accept failed fd={} error=\"{}\"; retrying on the next connection",
-                   listen_fd, ErrnoText(errno));
+      spdlog::warn("accept failed fd={} error=\"{}\"; retrying on the next connection", listen_fd,
+                   ErrnoText(errno));
       return;
     }
 
@@ -212,8 +211,8 @@ void FdServer::Stop(absl::Duration grace) {
   accept_loop_->Stop();
 
   if (!counter_.WaitIdle(absl::Now() + grace)) {
-    spdlog::warn("cancelling calls={} still running after the grace of {}ms",
-                 counter_.in_flight(), absl::ToInt64Milliseconds(grace));
+    spdlog::warn("cancelling calls={} still running after the grace of {}ms", counter_.in_flight(),
+                 absl::ToInt64Milliseconds(grace));
   }
   // Closing the connections under the clients, rather than gRPC's Shutdown with its GOAWAY,
   // is what lets them go on: a call caught on a closed connection fails UNAVAILABLE, which
@@ -226,8 +225,7 @@ void FdServer::Stop(absl::Duration grace) {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
 }  // namespace nehost

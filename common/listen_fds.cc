@@ -35,8 +35,8 @@ absl::StatusOr<std::vector<InheritedSocket>> ParseListenFds(const char* listen_p
   if (listen_fdnames != nullptr) {
     names = absl::StrSplit(listen_fdnames, ':');
     if (static_cast<int64_t>(names.size()) != count) {
-      return absl::InvalidArgumentError(absl::StrCat("LISTEN_FDNAMES names ", names.size(),
-                                                     " sockets but LISTEN_FDS=", count));
+      return absl::InvalidArgumentError(
+          absl::StrCat("LISTEN_FDNAMES names ", names.size(), " sockets but LISTEN_FDS=", count));
     }
   }
 

@@ -45,8 +45,8 @@ class JournalPriorityFlag : public spdlog::custom_flag_formatter {
 }  // namespace
 
 void InitLogging(absl::string_view program, LogVerbosity verbosity) {
-  auto logger = std::make_shared<spdlog::logger>(
-      std::string(program), std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger = std::make_shared<spdlog::logger>(std::string(program),
+                                                 std::make_shared<spdlog::sinks::stderr_sink_mt>());
 
   std::unique_ptr<spdlog::pattern_formatter> formatter;
   if (std::getenv("JOURNAL_STREAM") != nullptr) {
@@ -54,7 +54,7 @@ void InitLogging(absl::string_view program, LogVerbosity verbosity) {
     formatter->add_flag<JournalPriorityFlag>('*').set_pattern("%*%n: %v");
   } else {
     formatter = std::make_unique<spdlog::pattern_formatter>("%Y-%m-%dT%H:%M:%S.%eZ %n %l: %v",
-                                                           spdlog::pattern_time_type::utc);
+                                                            spdlog::pattern_time_type::utc);
   }
   logger->set_formatter(std::move(formatter));
 

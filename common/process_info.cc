@@ -44,7 +44,8 @@ absl::StatusOr<std::string> ReadProcessExecutable(pid_t pid) {
   char target[4096];
   ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
   if (n < 0) {
-    if (errno == ENOENT) return absl::NotFoundError(absl::StrCat("process ", pid, " does not exist"));
+    if (errno == ENOENT)
+      return absl::NotFoundError(absl::StrCat("process ", pid, " does not exist"));
     return ErrnoStatus(errno, "readlink", link);
   }
   return std::string(target, static_cast<size_t>(n));

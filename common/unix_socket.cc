@@ -75,9 +75,9 @@ absl::StatusOr<UniqueFd> BindUnix(const std::string& path, int type, mode_t mode
 absl::Status CheckUnixPath(const std::string& path) {
   if (path.empty()) return absl::InvalidArgumentError("socket path is empty");
   if (path.size() > kMaxUnixPathLength) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("socket path ", path, " is ", path.size(),
-                     " bytes; a Unix socket path holds at most ", kMaxUnixPathLength));
+    return absl::InvalidArgumentError(absl::StrCat("socket path ", path, " is ", path.size(),
+                                                   " bytes; a Unix socket path holds at most ",
+                                                   kMaxUnixPathLength));
   }
   return absl::OkStatus();
 }

@@ -108,9 +108,10 @@ void Supervisor::RecoverRecordFromRuntime(Service& service) {
       StopLeftoverProcess(service.name(), generation, pid, *start);
       continue;
     }
-    spdlog::warn("registry has no owner for service={}; found generation={} pid={} serving "
-                 "on its control channel, adopting it",
-                 service.name(), generation, pid);
+    spdlog::warn(
+        "registry has no owner for service={}; found generation={} pid={} serving "
+        "on its control channel, adopting it",
+        service.name(), generation, pid);
     registration.set_pid(pid);
     registration.set_generation(generation);
     registration.set_last_generation(std::max(registration.last_generation(), generation));
@@ -136,8 +137,8 @@ bool Supervisor::TryAdopt(Service& service) {
   }
 
   UniqueFd pidfd(PidfdOpen(pid));
-  std::string path = ControlSocketPath(options_.runtime_dir, service.name(),
-                                       registration.generation());
+  std::string path =
+      ControlSocketPath(options_.runtime_dir, service.name(), registration.generation());
   absl::StatusOr<ControlClient> control = ControlClient::Connect(path, pid);
   std::vector<UniqueFd> listeners;
   absl::StatusOr<ControlResponse> taken =
@@ -147,7 +148,8 @@ bool Supervisor::TryAdopt(Service& service) {
     request.mutable_take_listeners();
     taken = control->Call(request, kControlTimeout, &listeners);
   }
-  if (!pidfd || !taken.ok() || listeners.size() != static_cast<size_t>(taken->listener_names_size())) {
+  if (!pidfd || !taken.ok() ||
+      listeners.size() != static_cast<size_t>(taken->listener_names_size())) {
     spdlog::warn("cannot adopt service={} generation={} pid={}: {}", service.name(),
                  registration.generation(), pid,
                  taken.ok() ? "listening sockets missing" : taken.status().message());
@@ -176,11 +178,11 @@ bool Supervisor::TryAdopt(Service& service) {
 
   registration.clear_other_generations();
   registration.clear_upgrading_to();
-  spdlog::info("adopted service={} generation={} pid={} version={} listeners={}",
-               service.name(), registration.generation(), pid, registration.version(),
-               service.listeners.size());
-  Publish(service, "adopted", absl::StrCat("generation ", registration.generation(), " pid ",
-                                           pid, " adopted without a restart"));
+  spdlog::info("adopted service={} generation={} pid={} version={} listeners={}", service.name(),
+               registration.generation(), pid, registration.version(), service.listeners.size());
+  Publish(service, "adopted",
+          absl::StrCat("generation ", registration.generation(), " pid ", pid,
+                       " adopted without a restart"));
   SetState(service, nehost::supervisor::v1::READY, "adopted");
   return true;
 }
@@ -195,10 +197,15 @@ void Supervisor::UpgradeIfOutdated(Service& service) {
   // The field case: a live owner of another version. It keeps serving until its
   // successor is ready, through the same steps as an upgrade asked for by an operator.
   std::string name = service.name();
-  spdlog::info("replacing service={} generation={} version={} with the installed version={}",
-               name, service.current->number, service.current->version, target->version);
+  spdlog::info("replacing service={} generation={} version={} with the installed version={}", name,
+               service.current->number, service.current->version, target->version);
+  // The slot is taken now, under the lock, so that nobody sees the outdated owner as
+  // settled, and no operator's upgrade or restart slips in before this one launches.
+  service.upgrading = true;
+  service.registration->set_upgrading_to(target->version);
   background_upgrades_.emplace_back([this, name] {
-    absl::StatusOr<nehost::supervisor::v1::UpgradeProgress> done = Upgrade(name, "", nullptr);
+    absl::StatusOr<nehost::supervisor::v1::UpgradeProgress> done =
+        RunUpgrade(name, "", nullptr, UpgradeSlot::kReserved);
     if (!done.ok()) {
       spdlog::error("replacing outdated service={} failed: {}", name, done.status().message());
     }

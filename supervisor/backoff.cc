@@ -6,10 +6,12 @@ namespace nehost::supervisor {
 
 BackoffPolicy BackoffPolicy::FromProto(const nehost::supervisor::v1::RestartPolicy& proto) {
   BackoffPolicy policy;
-  if (proto.initial_backoff_ms() > 0) policy.initial = absl::Milliseconds(proto.initial_backoff_ms());
+  if (proto.initial_backoff_ms() > 0)
+    policy.initial = absl::Milliseconds(proto.initial_backoff_ms());
   if (proto.max_backoff_ms() > 0) policy.max = absl::Milliseconds(proto.max_backoff_ms());
   if (proto.reset_after_ms() > 0) policy.reset_after = absl::Milliseconds(proto.reset_after_ms());
-  if (proto.crash_loop_exits() > 0) policy.crash_loop_exits = static_cast<int>(proto.crash_loop_exits());
+  if (proto.crash_loop_exits() > 0)
+    policy.crash_loop_exits = static_cast<int>(proto.crash_loop_exits());
   if (proto.crash_loop_window_ms() > 0) {
     policy.crash_loop_window = absl::Milliseconds(proto.crash_loop_window_ms());
   }

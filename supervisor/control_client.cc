@@ -25,8 +25,7 @@ absl::StatusOr<ControlClient> ControlClient::ConnectAny(const std::string& path)
   return ControlClient(std::move(*socket), path, peer->pid);
 }
 
-absl::StatusOr<ControlClient> ControlClient::Connect(const std::string& path,
-                                                     pid_t expected_pid) {
+absl::StatusOr<ControlClient> ControlClient::Connect(const std::string& path, pid_t expected_pid) {
   absl::StatusOr<ControlClient> client = ConnectAny(path);
   if (!client.ok()) return client;
   if (client->peer_pid() != expected_pid) {

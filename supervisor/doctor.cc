@@ -6,9 +6,9 @@
 #include <set>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "common/files.h"
 #include "common/process_info.h"
@@ -61,9 +61,12 @@ absl::StatusOr<DoctorResponse> Supervisor::Doctor(const std::string& name) {
 
   if (service.running()) {
     pid_t pid = registration.pid();
-    AddCheck(&response, "supervised", service.current->trusted_only
-        ? absl::FailedPreconditionError("trusted from the registry without a pidfd (--no-reconcile)")
-        : absl::OkStatus(), absl::StrCat("pidfd held for pid ", pid));
+    AddCheck(&response, "supervised",
+             service.current->trusted_only
+                 ? absl::FailedPreconditionError(
+                       "trusted from the registry without a pidfd (--no-reconcile)")
+                 : absl::OkStatus(),
+             absl::StrCat("pidfd held for pid ", pid));
     absl::StatusOr<uint64_t> start = ReadProcessStartTime(pid);
     AddCheck(&response, "alive", start.status(), absl::StrCat("pid ", pid, " exists"));
     absl::Status same_start = !start.ok() ? start.status()
@@ -96,10 +99,11 @@ absl::StatusOr<DoctorResponse> Supervisor::Doctor(const std::string& name) {
     }
     AddCheck(&response, "control channel", serving, absl::StrCat(path, " answers SERVING"));
   } else {
-    AddCheck(&response, "process", absl::UnavailableError(absl::StrCat(
-                                       "no process runs: ", StateName(registration.state()), " (",
-                                       registration.state_reason(), ")")),
-             "");
+    AddCheck(
+        &response, "process",
+        absl::UnavailableError(absl::StrCat("no process runs: ", StateName(registration.state()),
+                                            " (", registration.state_reason(), ")")),
+        "");
   }
 
   // Strays: processes that say they are this service, or run its executable, that nehostd
@@ -127,10 +131,10 @@ absl::StatusOr<DoctorResponse> Supervisor::Doctor(const std::string& name) {
 
   bool healthy = std::all_of(response.checks().begin(), response.checks().end(),
                              [](const DoctorCheck& check) { return check.ok(); });
-  std::string summary = healthy ? absl::StrCat(name, " is served by generation ",
-                                               registration.generation(), ", verified.")
-                                : absl::StrCat(name, " is not served: ", registration.state_reason(),
-                                               ".");
+  std::string summary =
+      healthy ? absl::StrCat(name, " is served by generation ", registration.generation(),
+                             ", verified.")
+              : absl::StrCat(name, " is not served: ", registration.state_reason(), ".");
   if (!healthy && registration.next_attempt_at().seconds() > 0 && registration.enabled()) {
     absl::StrAppend(&summary, " nehostd tries again at ",
                     TimeText(absl::FromUnixSeconds(registration.next_attempt_at().seconds())), ".");

@@ -111,21 +111,20 @@ class ProcessLauncher : public Launcher {
 
     ChildSetup setup{&spec.listen_fds};
     std::error_code error;
-    bp::child child(
-        bp::exe(spec.executable), bp::args(spec.args), bp::env(BuildEnvironment(spec)),
-        bp::extend::on_exec_setup([&setup](auto& executor) {
-          if (int err = setup.Run(executor.env); err != 0) {
-            // In the child, set_error writes to Boost's error pipe, which the parent reads;
-            // the exec must then not go ahead.
-            executor.set_error(std::error_code(err, std::system_category()), "child setup");
-            ::_exit(127);
-          }
-        }),
-        error);
+    bp::child child(bp::exe(spec.executable), bp::args(spec.args), bp::env(BuildEnvironment(spec)),
+                    bp::extend::on_exec_setup([&setup](auto& executor) {
+                      if (int err = setup.Run(executor.env); err != 0) {
+                        // In the child, set_error writes to Boost's error pipe, which the parent
+                        // reads; the exec must then not go ahead.
+                        executor.set_error(std::error_code(err, std::system_category()),
+                                           "child setup");
+                        ::_exit(127);
+                      }
+                    }),
+                    error);
     if (error) {
       if (child.id() > 0) ::waitpid(child.id(), nullptr, 0);
-      return absl::InternalError(
-          absl::StrCat("launch ", spec.executable, ": ", error.message()));
+      return absl::InternalError(absl::StrCat("launch ", spec.executable, ": ", error.message()));
     }
 
     LaunchedProcess launched;

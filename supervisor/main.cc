@@ -7,8 +7,8 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include <boost/program_options.hpp>
 #include <atomic>
+#include <boost/program_options.hpp>
 #include <cerrno>
 #include <filesystem>
 #include <iostream>
@@ -21,7 +21,6 @@
 #include "common/log.h"
 #include "common/unix_socket.h"
 #include "common/version.h"
-#include "common/log.h"
 #include "supervisor/supervisor.h"
 #include "supervisor/supervisor_service.h"
 
@@ -61,21 +60,20 @@ int ParseFlags(int argc, char** argv, Flags* flags) {
   SupervisorOptions& options = flags->options;
   int64_t lookup_wait_ms = 5000;
   po::options_description described(kUsage);
-  described.add_options()
-      ("help,h", "print this help and exit")
-      ("version", "print the version and exit")
-      ("config-dir", po::value(&options.config_dir)->default_value("/etc/nehost"),
-       "folder holding services.d/")
-      ("runtime-dir", po::value(&options.runtime_dir)->default_value("/run/nehost"),
-       "folder for nehostd.sock, services/*.sock and notify.sock")
-      ("state-dir", po::value(&options.state_dir)->default_value("/var/lib/nehost"),
-       "folder for registry.json and each service's state in services/NAME/")
-      ("lookup-wait-ms", po::value(&lookup_wait_ms)->default_value(5000),
-       "how long a lookup waits for a starting service")
-      ("no-reconcile", po::bool_switch(&flags->no_reconcile),
-       "trust the registry as recorded, like a naive supervisor: no verification, adoption or "
-       "replacement (for reproducing the field failure; never in production)")
-      ("verbose,v", po::bool_switch(&flags->verbose), "log routine detail too");
+  described.add_options()("help,h", "print this help and exit")("version",
+                                                                "print the version and exit")(
+      "config-dir", po::value(&options.config_dir)->default_value("/etc/nehost"),
+      "folder holding services.d/")("runtime-dir",
+                                    po::value(&options.runtime_dir)->default_value("/run/nehost"),
+                                    "folder for nehostd.sock, services/*.sock and notify.sock")(
+      "state-dir", po::value(&options.state_dir)->default_value("/var/lib/nehost"),
+      "folder for registry.json and each service's state in services/NAME/")(
+      "lookup-wait-ms", po::value(&lookup_wait_ms)->default_value(5000),
+      "how long a lookup waits for a starting service")(
+      "no-reconcile", po::bool_switch(&flags->no_reconcile),
+      "trust the registry as recorded, like a naive supervisor: no verification, adoption or "
+      "replacement (for reproducing the field failure; never in production)")(
+      "verbose,v", po::bool_switch(&flags->verbose), "log routine detail too");
 
   po::variables_map values;
   try {
@@ -235,8 +233,8 @@ int main(int argc, char** argv) {
 
   Flags flags;
   if (int exit_status = ParseFlags(argc, argv, &flags); exit_status >= 0) return exit_status;
-  nehost::InitLogging("nehostd", flags.verbose ? nehost::LogVerbosity::kDebug
-                                               : nehost::LogVerbosity::kNormal);
+  nehost::InitLogging("nehostd",
+                      flags.verbose ? nehost::LogVerbosity::kDebug : nehost::LogVerbosity::kNormal);
   flags.options.self_dir = SelfDir();
   flags.options.version = nehost::kVersion;
   nehost::InitFailpoints();

@@ -19,7 +19,8 @@ constexpr size_t kMaxNotifyBytes = 4096;
 absl::StatusOr<NotifyMessage> ParseNotifyMessage(const std::string& text) {
   NotifyMessage message;
   for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipEmpty())) {
-    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(line, absl::MaxSplits('=', 1));
+    std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(line, absl::MaxSplits('=', 1));
     if (line.find('=') == absl::string_view::npos || kv.first.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("notify message line \"", line, "\" is not KEY=VALUE"));

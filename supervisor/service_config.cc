@@ -34,17 +34,17 @@ absl::Status CheckListeners(const ServiceDefinition& definition, const std::stri
   std::set<std::string> names = {"grpc"};
   for (const auto& listener : definition.listeners()) {
     if (!IsValidFdName(listener.name())) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          source, ": listener name \"", listener.name(),
-          "\" must be 1 to 255 printable characters without ':' or spaces"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": listener name \"", listener.name(),
+                       "\" must be 1 to 255 printable characters without ':' or spaces"));
     }
     if (!names.insert(listener.name()).second) {
       return absl::InvalidArgumentError(
           absl::StrCat(source, ": listener name \"", listener.name(), "\" is used twice"));
     }
     if (listener.address_case() == listener.ADDRESS_NOT_SET) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          source, ": listener \"", listener.name(), "\" needs unix_path, tcp or udp"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source, ": listener \"", listener.name(), "\" needs unix_path, tcp or udp"));
     }
   }
   return absl::OkStatus();
@@ -81,9 +81,9 @@ absl::StatusOr<ServiceDefinition> ParseServiceDefinition(const std::string& text
     return absl::InvalidArgumentError(absl::StrCat(source, ": ", errors.error()));
   }
   if (!IsValidServiceName(definition.name())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source, ": name \"", definition.name(),
-        "\" is not a reverse-DNS service name such as org.example.filter"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": name \"", definition.name(),
+                     "\" is not a reverse-DNS service name such as org.example.filter"));
   }
   if (definition.executable().empty()) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": executable is missing"));
@@ -97,9 +97,10 @@ absl::StatusOr<ServiceDefinition> ParseServiceDefinition(const std::string& text
     // Packaged: the executable is a path inside each installed version.
     if (!std::filesystem::path(definition.package_prefix()).is_absolute() ||
         executable.is_absolute() || definition.executable().find("..") != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          source, ": with package_prefix, the prefix must be absolute and executable a path "
-                  "inside a version, such as \"bin/nehost-filter\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat(source,
+                       ": with package_prefix, the prefix must be absolute and executable a path "
+                       "inside a version, such as \"bin/nehost-filter\""));
     }
     return definition;
   }

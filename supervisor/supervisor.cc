@@ -145,14 +145,15 @@ absl::Status Supervisor::Start() {
     spdlog::error("skipping service definition: {}", error.message());
   }
   if (loaded.embedded_default) {
-    spdlog::info("no service definitions in {}/services.d; hosting the embedded default "
-                 "service={} executable={}",
-                 options_.config_dir, loaded.definitions[0].name(),
-                 loaded.definitions[0].executable());
+    spdlog::info(
+        "no service definitions in {}/services.d; hosting the embedded default "
+        "service={} executable={}",
+        options_.config_dir, loaded.definitions[0].name(), loaded.definitions[0].executable());
   }
   if (!options_.reconcile) {
-    spdlog::warn("reconciliation is off: trusting the registry as recorded, without verifying "
-                 "or replacing what it names");
+    spdlog::warn(
+        "reconciliation is off: trusting the registry as recorded, without verifying "
+        "or replacing what it names");
   }
 
   absl::MutexLock lock(&mu_);
@@ -239,8 +240,8 @@ absl::Status Supervisor::CreateListeners(Service& service) {
     if (!listener.tcp().empty()) fd = BindInet(listener.tcp(), InetProtocol::kTcp);
     if (!listener.udp().empty()) fd = BindInet(listener.udp(), InetProtocol::kUdp);
     if (!fd.ok()) {
-      return absl::Status(fd.status().code(), absl::StrCat("listener ", listener.name(), ": ",
-                                                           fd.status().message()));
+      return absl::Status(fd.status().code(),
+                          absl::StrCat("listener ", listener.name(), ": ", fd.status().message()));
     }
     service.listeners.push_back(std::move(*fd));
     service.listener_names.push_back(listener.name());
@@ -257,9 +258,10 @@ void Supervisor::StopLeftoverProcess(const std::string& name, uint64_t generatio
   absl::StatusOr<uint64_t> start = ReadProcessStartTime(pid);
   if (!pidfd || !start.ok() || *start != start_time_ticks) return;
 
-  spdlog::warn("stopping unsupervised process service={} generation={} pid={}: left by an "
-               "earlier nehostd and not adoptable",
-               name, generation, pid);
+  spdlog::warn(
+      "stopping unsupervised process service={} generation={} pid={}: left by an "
+      "earlier nehostd and not adoptable",
+      name, generation, pid);
   PidfdSendSignal(pidfd.get(), SIGTERM);
   pollfd polled{pidfd.get(), POLLIN, 0};
   int grace_ms = static_cast<int>(absl::ToInt64Milliseconds(options_.default_stop_grace));
@@ -276,9 +278,9 @@ absl::StatusOr<Supervisor::Target> Supervisor::ResolveTarget(const Service& serv
   const ServiceDefinition& definition = service.definition;
   if (definition.package_prefix().empty()) {
     if (!version.empty() && version != definition.version()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "service ", service.name(), " has no package prefix: only its own version ",
-          definition.version(), " can run, not ", version));
+      return absl::FailedPreconditionError(
+          absl::StrCat("service ", service.name(), " has no package prefix: only its own version ",
+                       definition.version(), " can run, not ", version));
     }
     return Target{definition.executable(), definition.version()};
   }
@@ -289,9 +291,9 @@ absl::StatusOr<Supervisor::Target> Supervisor::ResolveTarget(const Service& serv
     std::error_code error;
     std::filesystem::path current = std::filesystem::read_symlink(prefix + "/current", error);
     if (error) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "no version of ", service.name(), " is installed: ", prefix, "/current: ",
-          error.message()));
+      return absl::FailedPreconditionError(absl::StrCat("no version of ", service.name(),
+                                                        " is installed: ", prefix,
+                                                        "/current: ", error.message()));
     }
     chosen = current.filename().string();
   }
@@ -317,8 +319,8 @@ LaunchSpec Supervisor::BuildLaunchSpec(const Service& service, const Target& tar
   spec.environment.emplace_back("NEHOST_SERVICE", service.name());
   spec.environment.emplace_back("NEHOST_GENERATION", std::to_string(generation));
   spec.environment.emplace_back("NEHOST_VERSION", target.version);
-  spec.environment.emplace_back("NEHOST_CONTROL_SOCKET",
-                                ControlSocketPath(options_.runtime_dir, service.name(), generation));
+  spec.environment.emplace_back(
+      "NEHOST_CONTROL_SOCKET", ControlSocketPath(options_.runtime_dir, service.name(), generation));
   spec.environment.emplace_back("STATE_DIRECTORY", state_directory);
 
   for (const UniqueFd& fd : service.listeners) spec.listen_fds.push_back(fd.get());
@@ -329,8 +331,8 @@ LaunchSpec Supervisor::BuildLaunchSpec(const Service& service, const Target& tar
 std::string IdentityOf(const std::string& path) {
   struct stat info;
   if (::stat(path.c_str(), &info) != 0) return "";
-  return absl::StrCat(info.st_dev, ":", info.st_ino, ":", info.st_size, ":",
-                      info.st_mtim.tv_sec, ".", info.st_mtim.tv_nsec);
+  return absl::StrCat(info.st_dev, ":", info.st_ino, ":", info.st_size, ":", info.st_mtim.tv_sec,
+                      ".", info.st_mtim.tv_nsec);
 }
 
 std::string Supervisor::ExecutableDigest(const std::string& path) {
@@ -356,7 +358,7 @@ void Supervisor::WatchPidfd(const GenerationPtr& generation) {
 }
 
 absl::StatusOr<Supervisor::GenerationPtr> Supervisor::LaunchGeneration(Service& service,
-                                                                      const Target& target) {
+                                                                       const Target& target) {
   Registration& registration = *service.registration;
   uint64_t number = std::max(registration.generation(), registration.last_generation()) + 1;
   std::string state_dir = absl::StrCat(options_.state_dir, "/services/", service.name());
@@ -381,8 +383,8 @@ absl::StatusOr<Supervisor::GenerationPtr> Supervisor::LaunchGeneration(Service& 
 
   WatchPidfd(generation);
   pidfds_[generation->pidfd.get()] = {&service, generation};
-  spdlog::info("launched service={} generation={} pid={} version={} executable={}",
-               service.name(), number, process->pid, target.version, generation->executable);
+  spdlog::info("launched service={} generation={} pid={} version={} executable={}", service.name(),
+               number, process->pid, target.version, generation->executable);
   return generation;
 }
 
@@ -413,8 +415,8 @@ void Supervisor::Launch(Service& service) {
     service.deadline = now + service.backoff.policy().max;
     *registration.mutable_next_attempt_at() = ToProtoTime(service.deadline);
     SetState(service, nehost::supervisor::v1::FAILED,
-             absl::StrCat("launch failed: ", generation.status().message(),
-                          "; next attempt at ", TimeText(service.deadline)));
+             absl::StrCat("launch failed: ", generation.status().message(), "; next attempt at ",
+                          TimeText(service.deadline)));
     spdlog::error("launch failed service={}: {}; retrying at {}", service.name(),
                   generation.status().message(), TimeText(service.deadline));
     Persist();
@@ -434,8 +436,8 @@ void Supervisor::SendStop(Service& service, Generation& generation, StopReason r
   generation.kill_at = absl::Now() + service.stop_grace(options_);
   if (generation.pidfd) PidfdSendSignal(generation.pidfd.get(), SIGTERM);
 
-  spdlog::info("stopping service={} generation={} pid={} reason=\"{}\" grace_ms={}",
-               service.name(), generation.number, generation.pid, StopReasonName(reason),
+  spdlog::info("stopping service={} generation={} pid={} reason=\"{}\" grace_ms={}", service.name(),
+               generation.number, generation.pid, StopReasonName(reason),
                absl::ToInt64Milliseconds(service.stop_grace(options_)));
   if (&generation == service.current.get()) {
     SetState(service, nehost::supervisor::v1::STOPPING, StopReasonName(reason));
@@ -471,8 +473,8 @@ void Supervisor::OnExit(Service& service, const GenerationPtr& generation) {
   StopReason reason = generation->stop_reason;
   if (reason == nehost::supervisor::v1::STOP_REASON_UNSPECIFIED) {
     bool unready_candidate = generation == service.candidate && !generation->ready;
-    reason = unready_candidate ? nehost::supervisor::v1::NEVER_READY
-                               : nehost::supervisor::v1::CRASHED;
+    reason =
+        unready_candidate ? nehost::supervisor::v1::NEVER_READY : nehost::supervisor::v1::CRASHED;
   }
   if (shutting_down_) reason = nehost::supervisor::v1::HOST_SHUTDOWN;
   record.set_reason(reason);
@@ -483,11 +485,10 @@ void Supervisor::OnExit(Service& service, const GenerationPtr& generation) {
   std::rotate(exits->rbegin(), exits->rbegin() + 1, exits->rend());
   while (exits->size() > kMaxRecentExits) exits->RemoveLast();
 
-  auto level = reason == nehost::supervisor::v1::CRASHED ? spdlog::level::warn
-                                                          : spdlog::level::info;
-  spdlog::log(level, "exited service={} generation={} pid={} exit={} reason=\"{}\"",
-              service.name(), record.generation(), record.pid(), ExitKeyValue(record),
-              StopReasonName(reason));
+  auto level =
+      reason == nehost::supervisor::v1::CRASHED ? spdlog::level::warn : spdlog::level::info;
+  spdlog::log(level, "exited service={} generation={} pid={} exit={} reason=\"{}\"", service.name(),
+              record.generation(), record.pid(), ExitKeyValue(record), StopReasonName(reason));
   Publish(service, "exited",
           absl::StrCat("generation ", record.generation(), " ", StopReasonName(reason), ": ",
                        record.description()));
@@ -514,8 +515,7 @@ void Supervisor::AfterCurrentExit(Service& service, const ExitRecord& record) {
     // The upgrade under way either switches to its candidate or, failing, starts afresh.
     SetState(service, nehost::supervisor::v1::STARTING,
              absl::StrCat(summary, "; the upgrade's new generation takes over"));
-  } else if (record.reason() == nehost::supervisor::v1::REQUESTED &&
-             service.relaunch_after_stop) {
+  } else if (record.reason() == nehost::supervisor::v1::REQUESTED && service.relaunch_after_stop) {
     service.backoff.Reset();
     Launch(service);
   } else if (record.reason() == nehost::supervisor::v1::REQUESTED) {
@@ -527,10 +527,10 @@ void Supervisor::AfterCurrentExit(Service& service, const ExitRecord& record) {
 
 void Supervisor::AfterUnrequestedExit(Service& service, const std::string& description) {
   absl::Time now = absl::Now();
-  absl::Duration served = service.current == nullptr ||
-                                  service.current->ready_at == absl::InfinitePast()
-                              ? absl::ZeroDuration()
-                              : now - service.current->ready_at;
+  absl::Duration served =
+      service.current == nullptr || service.current->ready_at == absl::InfinitePast()
+          ? absl::ZeroDuration()
+          : now - service.current->ready_at;
   BackoffSchedule::Decision decision = service.backoff.OnExit(now, served);
   service.deadline = now + decision.delay;
   *service.registration->mutable_next_attempt_at() = ToProtoTime(service.deadline);
@@ -541,11 +541,11 @@ void Supervisor::AfterUnrequestedExit(Service& service, const std::string& descr
                   service.name(), decision.exits_in_window,
                   absl::ToInt64Seconds(service.backoff.policy().crash_loop_window),
                   TimeText(service.deadline));
-    SetState(service, nehost::supervisor::v1::FAILED,
-             absl::StrCat("crash loop: ", decision.exits_in_window, " exits within ",
-                          absl::FormatDuration(service.backoff.policy().crash_loop_window),
-                          "; last: ", description, "; next attempt at ",
-                          TimeText(service.deadline)));
+    SetState(
+        service, nehost::supervisor::v1::FAILED,
+        absl::StrCat("crash loop: ", decision.exits_in_window, " exits within ",
+                     absl::FormatDuration(service.backoff.policy().crash_loop_window),
+                     "; last: ", description, "; next attempt at ", TimeText(service.deadline)));
     return;
   }
   service.registration->set_restart_count(service.registration->restart_count() + 1);
@@ -581,8 +581,7 @@ void Supervisor::OnNotify(const ReceivedNotify& notify) {
     state_changed_.SignalAll();
     return;
   }
-  spdlog::debug("ignoring notify message from pid={}: not a supervised generation",
-                notify.sender);
+  spdlog::debug("ignoring notify message from pid={}: not a supervised generation", notify.sender);
 }
 
 void Supervisor::OnDeadline(Service& service, absl::Time now) {
@@ -691,8 +690,8 @@ absl::Status Supervisor::VerifyOwner(const Service& service) const {
   if (service.current->trusted_only) {
     // What a supervisor that trusts its record does: ask the kernel about the pid, no more.
     if (::kill(pid, 0) != 0) {
-      return absl::UnavailableError(absl::StrCat("lookup ", service.name(), ": pid ", pid,
-                                                 ": ", ErrnoText(errno)));
+      return absl::UnavailableError(
+          absl::StrCat("lookup ", service.name(), ": pid ", pid, ": ", ErrnoText(errno)));
     }
     return absl::OkStatus();
   }
@@ -703,16 +702,16 @@ absl::Status Supervisor::VerifyOwner(const Service& service) const {
 
   absl::StatusOr<uint64_t> start = ReadProcessStartTime(pid);
   if (!start.ok() || *start != registration.start_time_ticks()) {
-    return absl::UnavailableError(absl::StrCat(
-        "service ", service.name(), ": verification failed: pid ", pid,
-        " no longer has the registered start time ", registration.start_time_ticks()));
+    return absl::UnavailableError(
+        absl::StrCat("service ", service.name(), ": verification failed: pid ", pid,
+                     " no longer has the registered start time ", registration.start_time_ticks()));
   }
   absl::StatusOr<std::string> executable = ReadProcessExecutable(pid);
   if (!executable.ok() || *executable != registration.executable()) {
-    return absl::UnavailableError(absl::StrCat(
-        "service ", service.name(), ": verification failed: pid ", pid, " runs ",
-        executable.ok() ? *executable : std::string(executable.status().message()),
-        ", not the registered ", registration.executable()));
+    return absl::UnavailableError(
+        absl::StrCat("service ", service.name(), ": verification failed: pid ", pid, " runs ",
+                     executable.ok() ? *executable : std::string(executable.status().message()),
+                     ", not the registered ", registration.executable()));
   }
   return absl::OkStatus();
 }
@@ -756,16 +755,16 @@ absl::StatusOr<Registration> Supervisor::Lookup(const std::string& name, absl::D
         return absl::UnavailableError(
             absl::StrCat("service ", name, " failed: ", registration.state_reason()));
       default:
-        pending = absl::UnavailableError(
-            absl::StrCat("service ", name, " is ", StateName(registration.state()), " (",
-                         registration.state_reason(), ")"));
+        pending = absl::UnavailableError(absl::StrCat("service ", name, " is ",
+                                                      StateName(registration.state()), " (",
+                                                      registration.state_reason(), ")"));
         break;
     }
 
     if (shutting_down_) return absl::UnavailableError("nehostd is shutting down");
     if (absl::Now() >= deadline) {
-      return absl::UnavailableError(absl::StrCat(
-          pending.message(), "; not ready within ", absl::FormatDuration(wait)));
+      return absl::UnavailableError(
+          absl::StrCat(pending.message(), "; not ready within ", absl::FormatDuration(wait)));
     }
     // Every state change wakes the waiters; the timeout bounds both the wait and the time
     // between re-checks of a dead owner the loop has not reaped yet.
@@ -808,7 +807,8 @@ absl::StatusOr<Registration> Supervisor::StopService(const std::string& name) {
 
   service.registration->set_enabled(false);
   service.relaunch_after_stop = false;
-  if (service.running() && service.current->stop_reason == nehost::supervisor::v1::STOP_REASON_UNSPECIFIED) {
+  if (service.running() &&
+      service.current->stop_reason == nehost::supervisor::v1::STOP_REASON_UNSPECIFIED) {
     SendStop(service, *service.current, nehost::supervisor::v1::REQUESTED);
   } else if (!service.running()) {
     service.deadline = absl::InfiniteFuture();

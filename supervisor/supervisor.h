@@ -101,8 +101,8 @@ class Supervisor {
   // hand its state over. A failure before the switch stops N+1 and keeps N. Blocks until
   // done; one upgrade per service at a time. Returns the final progress message.
   absl::StatusOr<nehost::supervisor::v1::UpgradeProgress> Upgrade(const std::string& name,
-                                                                 const std::string& to_version,
-                                                                 const UpgradeProgressSink& sink);
+                                                                  const std::string& to_version,
+                                                                  const UpgradeProgressSink& sink);
 
   absl::StatusOr<nehost::supervisor::v1::DoctorResponse> Doctor(const std::string& name);
 
@@ -151,8 +151,7 @@ class Supervisor {
   void MakeCurrent(Service& service, GenerationPtr generation) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendStop(Service& service, Generation& generation, StopReason reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void OnExit(Service& service, const GenerationPtr& generation)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void OnExit(Service& service, const GenerationPtr& generation) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AfterCurrentExit(Service& service, const nehost::supervisor::v1::ExitRecord& record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AfterUnrequestedExit(Service& service, const std::string& description)
@@ -164,6 +163,15 @@ class Supervisor {
 
   // upgrade.cc
   struct UpgradeRun;
+  // Whether an upgrade claims the service's one upgrade slot itself, or runs in one that
+  // its caller reserved under the lock (a replacement decided during adoption).
+  enum class UpgradeSlot { kTake, kReserved };
+  absl::StatusOr<nehost::supervisor::v1::UpgradeProgress> RunUpgrade(
+      const std::string& name, const std::string& to_version, const UpgradeProgressSink& sink,
+      UpgradeSlot slot) ABSL_LOCKS_EXCLUDED(mu_);
+  absl::StatusOr<GenerationPtr> LaunchCandidate(Service& service, const std::string& to_version,
+                                                UpgradeRun& run)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PrehashTarget(const std::string& name, const std::string& to_version)
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status UpgradeSteps(UpgradeRun& run) ABSL_LOCKS_EXCLUDED(mu_);

@@ -60,8 +60,7 @@ grpc::Status SupervisorService::Restart(grpc::ServerContext*, const v1::RestartR
   return Answer(supervisor_->RestartService(request->name()), response);
 }
 
-grpc::Status SupervisorService::Watch(grpc::ServerContext* context,
-                                      const v1::WatchRequest* request,
+grpc::Status SupervisorService::Watch(grpc::ServerContext* context, const v1::WatchRequest* request,
                                       grpc::ServerWriter<v1::Event>* writer) {
   if (!request->name().empty()) {
     bool known = false;
@@ -69,8 +68,7 @@ grpc::Status SupervisorService::Watch(grpc::ServerContext* context,
       known = known || registration.name() == request->name();
     }
     if (!known) {
-      return grpc::Status(grpc::NOT_FOUND,
-                          absl::StrCat("unknown service name ", request->name()));
+      return grpc::Status(grpc::NOT_FOUND, absl::StrCat("unknown service name ", request->name()));
     }
   }
 

@@ -59,6 +59,13 @@ struct Supervisor::UpgradeRun {
 absl::StatusOr<UpgradeProgress> Supervisor::Upgrade(const std::string& name,
                                                     const std::string& to_version,
                                                     const UpgradeProgressSink& sink) {
+  return RunUpgrade(name, to_version, sink, UpgradeSlot::kTake);
+}
+
+absl::StatusOr<UpgradeProgress> Supervisor::RunUpgrade(const std::string& name,
+                                                       const std::string& to_version,
+                                                       const UpgradeProgressSink& sink,
+                                                       UpgradeSlot slot) {
   UpgradeRun run;
   run.name = name;
   run.sink = sink;
@@ -70,37 +77,16 @@ absl::StatusOr<UpgradeProgress> Supervisor::Upgrade(const std::string& name,
     if (!found.ok()) return found.status();
     Service& service = **found;
     run.service = &service;
-    if (shutting_down_) return absl::UnavailableError("nehostd is shutting down");
-    if (service.upgrading) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("an upgrade of ", name, " to version ",
-                       service.registration->upgrading_to(), " is already under way"));
+    if (slot == UpgradeSlot::kTake && service.upgrading) {
+      return absl::FailedPreconditionError(absl::StrCat("an upgrade of ", name, " to version ",
+                                                        service.registration->upgrading_to(),
+                                                        " is already under way"));
     }
-    if (service.current != nullptr && service.current->trusted_only) {
-      if (::kill(service.current->pid, 0) != 0) {
-        return absl::UnavailableError(absl::StrCat("upgrade ", name, ": pid ",
-                                                   service.current->pid, ": ", ErrnoText(errno)));
-      }
-      return absl::FailedPreconditionError(absl::StrCat(
-          "upgrade ", name, ": nehostd runs with --no-reconcile and does not supervise pid ",
-          service.current->pid));
-    }
-    if (!service.running() || !service.current->ready) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "service ", name, " has no ready generation to upgrade (state ",
-          StateName(service.registration->state()), "); start it first"));
-    }
-
-    absl::StatusOr<Target> target = ResolveTarget(service, to_version);
-    if (!target.ok()) return target.status();
-    run.target = *target;
-    run.predecessor = service.current;
-
-    absl::StatusOr<GenerationPtr> candidate = LaunchGeneration(service, run.target);
+    absl::StatusOr<GenerationPtr> candidate = LaunchCandidate(service, to_version, run);
     if (!candidate.ok()) {
-      return absl::Status(candidate.status().code(),
-                          absl::StrCat("upgrade ", name, ": launch of the new generation: ",
-                                       candidate.status().message()));
+      service.upgrading = false;
+      service.registration->clear_upgrading_to();
+      return candidate.status();
     }
     run.candidate = *candidate;
     service.candidate = run.candidate;
@@ -112,9 +98,9 @@ absl::StatusOr<UpgradeProgress> Supervisor::Upgrade(const std::string& name,
                          " launched beside generation ", run.predecessor->number));
     Persist();
   }
-  run.Report("launch", absl::StrCat("generation ", run.candidate->number, " pid ",
-                                    run.candidate->pid, " version ", run.target.version,
-                                    " launched on the same sockets"));
+  run.Report("launch",
+             absl::StrCat("generation ", run.candidate->number, " pid ", run.candidate->pid,
+                          " version ", run.target.version, " launched on the same sockets"));
 
   absl::Status upgraded = UpgradeSteps(run);
   if (!upgraded.ok()) {
@@ -126,11 +112,44 @@ absl::StatusOr<UpgradeProgress> Supervisor::Upgrade(const std::string& name,
     run.service->upgrading = false;
   }
   run.Report("done",
-             absl::StrCat("upgraded ", name, " to generation ", run.candidate->number,
-                          " (version ", run.target.version, ") in ",
+             absl::StrCat("upgraded ", name, " to generation ", run.candidate->number, " (version ",
+                          run.target.version, ") in ",
                           absl::ToInt64Milliseconds(absl::Now() - run.started), "ms"),
              /*done=*/true, /*succeeded=*/true);
   return run.last;
+}
+
+absl::StatusOr<Supervisor::GenerationPtr> Supervisor::LaunchCandidate(
+    Service& service, const std::string& to_version, UpgradeRun& run) {
+  const std::string& name = service.name();
+  if (shutting_down_) return absl::UnavailableError("nehostd is shutting down");
+  if (service.current != nullptr && service.current->trusted_only) {
+    if (::kill(service.current->pid, 0) != 0) {
+      return absl::UnavailableError(
+          absl::StrCat("upgrade ", name, ": pid ", service.current->pid, ": ", ErrnoText(errno)));
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "upgrade ", name, ": nehostd runs with --no-reconcile and does not supervise pid ",
+        service.current->pid));
+  }
+  if (!service.running() || !service.current->ready) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("service ", name, " has no ready generation to upgrade (state ",
+                     StateName(service.registration->state()), "); start it first"));
+  }
+
+  absl::StatusOr<Target> target = ResolveTarget(service, to_version);
+  if (!target.ok()) return target.status();
+  run.target = *target;
+  run.predecessor = service.current;
+
+  absl::StatusOr<GenerationPtr> candidate = LaunchGeneration(service, run.target);
+  if (!candidate.ok()) {
+    return absl::Status(candidate.status().code(),
+                        absl::StrCat("upgrade ", name, ": launch of the new generation: ",
+                                     candidate.status().message()));
+  }
+  return candidate;
 }
 
 void Supervisor::PrehashTarget(const std::string& name, const std::string& to_version) {
@@ -188,8 +207,7 @@ absl::Status Supervisor::WaitForCandidateReady(UpgradeRun& run) {
 }
 
 absl::Status Supervisor::CheckCandidateServing(UpgradeRun& run) {
-  std::string path =
-      ControlSocketPath(options_.runtime_dir, run.name, run.candidate->number);
+  std::string path = ControlSocketPath(options_.runtime_dir, run.name, run.candidate->number);
   absl::StatusOr<ControlClient> control = ControlClient::Connect(path, run.candidate->pid);
   if (!control.ok()) return control.status();
 
@@ -247,26 +265,31 @@ void Supervisor::DrainPredecessor(UpgradeRun& run) {
     drained = control->Call(request, grace + kControlTimeout);
   }
   if (!drained.ok()) {
-    spdlog::warn("drain over the control channel failed service={} generation={}: {}; "
-                 "sending SIGTERM",
-                 run.name, old->number, drained.status().message());
+    spdlog::warn(
+        "drain over the control channel failed service={} generation={}: {}; "
+        "sending SIGTERM",
+        run.name, old->number, drained.status().message());
     absl::MutexLock lock(&mu_);
     if (old->pidfd) PidfdSendSignal(old->pidfd.get(), SIGTERM);
   }
-  run.Report("drain", absl::StrCat("generation ", old->number, " stopped accepting and finished "
+  run.Report("drain", absl::StrCat("generation ", old->number,
+                                   " stopped accepting and finished "
                                    "its calls"));
   if (Failpoint("upgrade.after_drain")) return;
 
   if (drained.ok() && run.candidate_control.has_value()) {
     ControlRequest request;
     *request.mutable_import_state()->mutable_state() = drained->state();
-    absl::StatusOr<ControlResponse> imported = run.candidate_control->Call(request, kControlTimeout);
+    absl::StatusOr<ControlResponse> imported =
+        run.candidate_control->Call(request, kControlTimeout);
     if (!imported.ok()) {
       spdlog::warn("handoff failed service={} generation={}: {}; its counters are lost", run.name,
                    run.candidate->number, imported.status().message());
     } else {
-      run.Report("handoff", absl::StrCat(drained->state().counters_size(), " counters handed to "
-                                         "generation ", run.candidate->number));
+      run.Report("handoff", absl::StrCat(drained->state().counters_size(),
+                                         " counters handed to "
+                                         "generation ",
+                                         run.candidate->number));
     }
   }
 
@@ -296,9 +319,9 @@ void Supervisor::RollBack(UpgradeRun& run, const absl::Status& cause) {
     service.upgrading = false;
     service.registration->clear_upgrading_to();
     SyncOtherGenerations(service);
-    Publish(service, "rolled_back",
-            absl::StrCat("upgrade to version ", run.target.version, " rolled back: ",
-                         cause.message()));
+    Publish(
+        service, "rolled_back",
+        absl::StrCat("upgrade to version ", run.target.version, " rolled back: ", cause.message()));
     // The predecessor never stopped serving, unless it died on its own meanwhile.
     if (!service.running() && !shutting_down_ && service.registration->enabled()) Launch(service);
     Persist();
@@ -317,9 +340,10 @@ void Supervisor::CollectVersions(const Service& service) {
   absl::StatusOr<std::vector<installer::CollectDecision>> collected =
       installer::CollectVersions(service.definition.package_prefix());
   if (!collected.ok()) {
-    spdlog::warn("collecting old versions failed service={}: {}; they stay until the next "
-                 "upgrade or nehost-pkg gc",
-                 service.name(), collected.status().message());
+    spdlog::warn(
+        "collecting old versions failed service={}: {}; they stay until the next "
+        "upgrade or nehost-pkg gc",
+        service.name(), collected.status().message());
   }
 }
 

@@ -18,8 +18,8 @@ TEST(BackoffSchedule, DoublesFromInitialToMax) {
     now += absl::Seconds(100);  // outside the crash-loop window, inside no reset
     delays.push_back(absl::ToInt64Milliseconds(schedule.OnExit(now, absl::Seconds(1)).delay));
   }
-  EXPECT_EQ(delays, (std::vector<int64_t>{100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600,
-                                          30000, 30000, 30000}));
+  EXPECT_EQ(delays, (std::vector<int64_t>{100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000,
+                                          30000, 30000}));
 }
 
 TEST(BackoffSchedule, ResetsAfterServingLongEnough) {
@@ -42,7 +42,8 @@ TEST(BackoffSchedule, CrashLoopAfterNExitsInTheWindow) {
 
   EXPECT_FALSE(schedule.OnExit(kStart, absl::ZeroDuration()).crash_loop);
   EXPECT_FALSE(schedule.OnExit(kStart + absl::Seconds(1), absl::ZeroDuration()).crash_loop);
-  BackoffSchedule::Decision third = schedule.OnExit(kStart + absl::Seconds(2), absl::ZeroDuration());
+  BackoffSchedule::Decision third =
+      schedule.OnExit(kStart + absl::Seconds(2), absl::ZeroDuration());
   EXPECT_TRUE(third.crash_loop);
   EXPECT_EQ(third.exits_in_window, 3);
   EXPECT_EQ(third.delay, policy.max);

@@ -36,10 +36,10 @@ TEST(ParseServiceDefinition, RejectsBadNamesAndListeners) {
   EXPECT_FALSE(ParseServiceDefinition("name: \"filter\" executable: \"/x\"", "f", "/").ok());
   EXPECT_FALSE(ParseServiceDefinition("name: \"Org.X\" executable: \"/x\"", "f", "/").ok());
   EXPECT_FALSE(ParseServiceDefinition("name: \"org.x\"", "f", "/").ok());
-  EXPECT_FALSE(ParseServiceDefinition(
-                   "name: \"org.x\" executable: \"/x\" listeners { name: \"grpc\" udp: \":1\" }",
-                   "f", "/")
-                   .ok());
+  EXPECT_FALSE(
+      ParseServiceDefinition(
+          "name: \"org.x\" executable: \"/x\" listeners { name: \"grpc\" udp: \":1\" }", "f", "/")
+          .ok());
 }
 
 TEST(LoadServiceDefinitions, EmptyConfigurationHostsTheEmbeddedDefault) {

@@ -105,8 +105,7 @@ TEST_F(SupervisorTest, ClientConnectingDuringARestartIsServedByTheNextGeneration
 
   std::string path = first->endpoint().substr(sizeof "unix:" - 1);
   absl::StatusOr<UniqueFd> connection = ConnectUnix(path);
-  ASSERT_TRUE(connection.ok()) << "refused while no generation accepts: "
-                               << connection.status();
+  ASSERT_TRUE(connection.ok()) << "refused while no generation accepts: " << connection.status();
   absl::StatusOr<Registration> during = nehostd_.Find(kFilter);
   ASSERT_TRUE(during.ok());
   EXPECT_EQ(during->pid(), 0) << "the connection was meant to arrive between generations";
@@ -155,11 +154,10 @@ TEST_F(SupervisorTest, SigtermStopsEveryServiceAndLeavesNoProcessBehind) {
   // One service ignores SIGTERM and has a child of its own: the grace ends in SIGKILL for
   // the whole process group.
   nehostd_.WriteDefinition("filter.textproto", FilterDefinition(kFilter));
-  nehostd_.WriteDefinition(
-      "stubborn.textproto",
-      "name: \"org.example.stubborn\"\nexecutable: \"/bin/sh\"\n"
-      "args: \"-c\" args: \"trap '' TERM; /bin/sleep 600 & wait\"\n"
-      "ready_timeout_ms: 600000\nstop_grace_ms: 300\n");
+  nehostd_.WriteDefinition("stubborn.textproto",
+                           "name: \"org.example.stubborn\"\nexecutable: \"/bin/sh\"\n"
+                           "args: \"-c\" args: \"trap '' TERM; /bin/sleep 600 & wait\"\n"
+                           "ready_timeout_ms: 600000\nstop_grace_ms: 300\n");
   ASSERT_TRUE(nehostd_.Start());
   absl::StatusOr<Registration> filter = nehostd_.Lookup(kFilter);
   ASSERT_TRUE(filter.ok()) << filter.status();
@@ -221,8 +219,9 @@ TEST_F(SupervisorTest, MissingAndNonExecutableBinariesAreReportedByLookup) {
   WriteFileOrDie(not_executable, "#!/bin/sh\n");
   nehostd_.WriteDefinition("missing.textproto",
                            "name: \"org.example.missing\"\nexecutable: \"/nonexistent/bin/x\"\n");
-  nehostd_.WriteDefinition("plain.textproto", absl::StrCat("name: \"org.example.plain\"\n",
-                                                          "executable: \"", not_executable, "\"\n"));
+  nehostd_.WriteDefinition(
+      "plain.textproto",
+      absl::StrCat("name: \"org.example.plain\"\n", "executable: \"", not_executable, "\"\n"));
   ASSERT_TRUE(nehostd_.Start());
 
   absl::StatusOr<Registration> missing = nehostd_.Lookup("org.example.missing");
@@ -253,9 +252,8 @@ TEST_F(SupervisorTest, TooLongSocketPathFailsThatServiceAlone) {
 TEST(SupervisorStartup, UnwritableRuntimeFolderIsAClearError) {
   TempDir root;
   WriteFileOrDie(root / "file", "");
-  CommandResult result = RunCommand({NehostdBinary(), "--config-dir", root / "etc",
-                                     "--runtime-dir", root / "file/run", "--state-dir",
-                                     root / "state"});
+  CommandResult result = RunCommand({NehostdBinary(), "--config-dir", root / "etc", "--runtime-dir",
+                                     root / "file/run", "--state-dir", root / "state"});
   EXPECT_EQ(result.status.code, 1);
   EXPECT_NE(result.err.find("cannot start"), std::string::npos) << result.err;
   EXPECT_NE(result.err.find(root / "file/run"), std::string::npos) << result.err;
@@ -265,9 +263,9 @@ TEST(SupervisorStartup, SecondNehostdOnOneRuntimeFolderIsRefused) {
   TempDir root;
   Nehostd first(root);
   ASSERT_TRUE(first.Start());
-  CommandResult second = RunCommand({NehostdBinary(), "--config-dir", first.config_dir,
-                                     "--runtime-dir", first.runtime_dir, "--state-dir",
-                                     first.state_dir});
+  CommandResult second =
+      RunCommand({NehostdBinary(), "--config-dir", first.config_dir, "--runtime-dir",
+                  first.runtime_dir, "--state-dir", first.state_dir});
   EXPECT_EQ(second.status.code, 1);
   EXPECT_NE(second.err.find("another nehostd already runs"), std::string::npos) << second.err;
   EXPECT_TRUE(first.Lookup(kFilter).ok());

@@ -62,8 +62,8 @@ void Nehostd::WriteDefinition(const std::string& file, const std::string& text) 
   // nehostd binds its socket before anything else; until then a gRPC channel would only
   // learn of the socket through its slow backup poller, so wait for a plain connect first.
   std::string socket_path = runtime_dir + "/nehostd.sock";
-  bool bound = WaitUntil(
-      [&] { return !process_->running() || ConnectUnix(socket_path).ok(); }, absl::Seconds(20));
+  bool bound = WaitUntil([&] { return !process_->running() || ConnectUnix(socket_path).ok(); },
+                         absl::Seconds(20));
   stub_ = nehost::supervisor::v1::Supervisor::NewStub(DialUnix(socket_path));
   if (!bound || !process_->running()) {
     return ::testing::AssertionFailure() << "nehostd did not bind " << socket_path << "; log:\n"
@@ -85,7 +85,8 @@ void Nehostd::WriteDefinition(const std::string& file, const std::string& text) 
       absl::Seconds(20), absl::Milliseconds(1));
   if (!answered || !listed.ok()) {
     return ::testing::AssertionFailure()
-           << "nehostd did not answer: " << listed.error_message() << "; log:\n" << Log();
+           << "nehostd did not answer: " << listed.error_message() << "; log:\n"
+           << Log();
   }
   return ::testing::AssertionSuccess();
 }

@@ -78,8 +78,7 @@ TempDir::~TempDir() {
 }
 
 Subprocess::Subprocess(const std::vector<std::string>& argv,
-                       const std::vector<std::string>& environment,
-                       const std::string& log_path) {
+                       const std::vector<std::string>& environment, const std::string& log_path) {
   std::vector<std::string> arguments = argv;
   std::vector<std::string> variables = ChildEnvironment(environment);
   std::vector<char*> c_arguments = CStrings(arguments);
@@ -88,8 +87,8 @@ Subprocess::Subprocess(const std::vector<std::string>& argv,
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   if (!log_path.empty()) {
-    posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(),
-                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                     0644);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
   }
   // A process group of its own: a test's kill never reaches the test runner.

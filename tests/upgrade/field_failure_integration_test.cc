@@ -23,9 +23,7 @@ using nehost::supervisor::v1::READY;
 
 class FieldScenario : public ::testing::Test {
  protected:
-  void SetUp() override {
-    ASSERT_TRUE(InstallFilterPackage(root_, prefix_, "1.0.0"));
-  }
+  void SetUp() override { ASSERT_TRUE(InstallFilterPackage(root_, prefix_, "1.0.0")); }
 
   // Runs nehostd on the test's folders, with the packaged filter defined.
   std::unique_ptr<Nehostd> StartNehostd(const std::vector<std::string>& args) {

@@ -102,8 +102,8 @@ bool Agents::WaitForProgress(int64_t n, absl::Duration timeout) const {
 // One agent, as a client of the field would be: look the name up, call the service at the
 // endpoint it names, again and again. A call may wait (bounded) but must not fail.
 void Agents::Run() {
-  auto supervisor = nehost::supervisor::v1::Supervisor::NewStub(
-      DialUnix(runtime_dir_ + "/nehostd.sock"));
+  auto supervisor =
+      nehost::supervisor::v1::Supervisor::NewStub(DialUnix(runtime_dir_ + "/nehostd.sock"));
   std::string endpoint;
   std::unique_ptr<nehost::filter::v1::Filter::Stub> filter;
   absl::Time give_up = absl::Now() + kMaxAgentTime;

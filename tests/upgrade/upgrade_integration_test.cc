@@ -50,13 +50,14 @@ class UpgradeTest : public ::testing::Test {
     ASSERT_EQ(added.status.code, 0) << added.err;
   }
 
-  // Exactly one generation serves: the registry names one ready owner and nothing else,
-  // and no other process says it is the service.
+  // Exactly one generation serves: the registry names one ready owner, no other generation
+  // and no upgrade under way, and no other process says it is the service.
   void ExpectOneVerifiedGeneration() {
     ASSERT_TRUE(WaitUntil(
         [&] {
           absl::StatusOr<Registration> found = nehostd_->Find(kFilter);
-          return found.ok() && found->state() == v1::READY && found->other_generations_size() == 0;
+          return found.ok() && found->state() == v1::READY &&
+                 found->other_generations_size() == 0 && found->upgrading_to().empty();
         },
         absl::Seconds(30)))
         << nehostd_->Log();
@@ -121,7 +122,8 @@ TEST_F(UpgradeTest, UpgradeUnderLoadLosesNoCallAndHandsOverCounters) {
   grpc::ClientContext context;
   filter::StatusResponse status;
   ASSERT_TRUE(stub->Status(&context, {}, &status).ok());
-  EXPECT_GE(status.counters().at("status"), static_cast<uint64_t>(agents.calls() - agents.failures()));
+  EXPECT_GE(status.counters().at("status"),
+            static_cast<uint64_t>(agents.calls() - agents.failures()));
 }
 
 TEST_F(UpgradeTest, NeverReadyVersionRollsBackAndTheOldOneKeepsServing) {
@@ -317,8 +319,8 @@ TEST_F(UpgradeTest, ControlEndpointOfAnotherProcessIsNotTrusted) {
   nehostd_->Kill();
 
   // This test process squats on the generation's control socket path.
-  std::string path = absl::StrCat(nehostd_->runtime_dir, "/gen/", kFilter, ".",
-                                  before->generation(), ".ctl");
+  std::string path =
+      absl::StrCat(nehostd_->runtime_dir, "/gen/", kFilter, ".", before->generation(), ".ctl");
   ASSERT_EQ(::unlink(path.c_str()), 0);
   absl::StatusOr<UniqueFd> squatter = ListenUnix(path, 0600);
   ASSERT_TRUE(squatter.ok()) << squatter.status();
