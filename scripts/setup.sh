@@ -11,8 +11,12 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libboost-dev libboost-filesystem-dev libboost-program-options-dev
   libsystemd-dev libspdlog-dev libsodium-dev libgtest-dev libgmock-dev
-  # peers the tests run against
-  systemd
+  libarchive-dev libbenchmark-dev
+  # peers the tests and benchmarks run against: a DNS client, servers and a load generator
+  systemd bind9-dnsutils dnsmasq-base dnsperf
+  # the DNS parsing benchmark measures ldns against nehost's own parser; clang builds the
+  # libFuzzer targets
+  libldns-dev clang libclang-rt-14-dev
   # draws the upgrade benchmark's timeline
   gnuplot-nox
 )
