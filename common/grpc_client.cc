@@ -19,7 +19,7 @@ constexpr char kServiceConfig[] = R"({
     ],
     "retryPolicy": {
       "maxAttempts": 5,
-      "initialBackoff": "0.005s",
+      "initialBackoff": "0.001s",
       "maxBackoff": "0.25s",
       "backoffMultiplier": 2,
       "retryableStatusCodes": ["UNAVAILABLE"]

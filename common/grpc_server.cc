@@ -28,54 +28,114 @@ namespace {
 // when the call is done, whichever way it ends.
 class CountingInterceptor : public grpc::experimental::Interceptor {
  public:
-  explicit CountingInterceptor(CallCounter* counter) : counter_(counter) { counter_->Enter(); }
-  ~CountingInterceptor() override { counter_->Leave(); }
+  CountingInterceptor(ConnectionTable* connections, int fd) : connections_(connections), fd_(fd) {
+    connections_->CallStarted(fd_);
+  }
+  ~CountingInterceptor() override { connections_->CallEnded(fd_); }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     methods->Proceed();
   }
 
  private:
-  CallCounter* counter_;
+  ConnectionTable* connections_;
+  int fd_;
 };
 
 class CountingInterceptorFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
-  explicit CountingInterceptorFactory(CallCounter* counter) : counter_(counter) {}
+  explicit CountingInterceptorFactory(ConnectionTable* connections) : connections_(connections) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
-      grpc::experimental::ServerRpcInfo*) override {
-    return new CountingInterceptor(counter_);
+      grpc::experimental::ServerRpcInfo* info) override {
+    return new CountingInterceptor(connections_, ConnectionOf(info->server_context()->peer()));
   }
 
  private:
-  CallCounter* counter_;
+  ConnectionTable* connections_;
 };
 
 }  // namespace
 
-void CallCounter::Enter() {
-  absl::MutexLock lock(&mu_);
-  ++in_flight_;
+int ConnectionOf(const std::string& peer) {
+  absl::string_view digits(peer);
+  int fd = -1;
+  if (!absl::ConsumePrefix(&digits, "fd:") || !absl::SimpleAtoi(digits, &fd)) return -1;
+  return fd;
 }
 
-void CallCounter::Leave() {
+void ConnectionTable::Add(int fd, PeerCredentials peer, ino_t inode) {
   absl::MutexLock lock(&mu_);
-  --in_flight_;
+  // A number gRPC closed and the kernel reused: the old connection's calls are all over.
+  connections_[fd] = Connection{std::move(peer), inode};
 }
 
-int CallCounter::in_flight() const {
+std::optional<PeerCredentials> ConnectionTable::Peer(int fd) const {
   absl::MutexLock lock(&mu_);
-  return in_flight_;
+  auto found = connections_.find(fd);
+  if (found == connections_.end()) return std::nullopt;
+  return found->second.peer;
 }
 
-bool CallCounter::WaitIdle(absl::Time deadline) const {
+void ConnectionTable::CallStarted(int fd) {
   absl::MutexLock lock(&mu_);
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return in_flight_ == 0; };
-  return mu_.AwaitWithDeadline(absl::Condition(&idle), deadline);
+  ++calls_in_flight_;
+  auto found = connections_.find(fd);
+  if (found != connections_.end()) ++found->second.calls;
+}
+
+void ConnectionTable::CallEnded(int fd) {
+  absl::MutexLock lock(&mu_);
+  --calls_in_flight_;
+  ++calls_ended_;
+  auto found = connections_.find(fd);
+  if (found != connections_.end() && found->second.calls > 0) --found->second.calls;
+}
+
+int ConnectionTable::calls_in_flight() const {
+  absl::MutexLock lock(&mu_);
+  return calls_in_flight_;
+}
+
+bool ConnectionTable::StillAccepted(int fd, const Connection& connection) {
+  struct stat info {};
+  return ::fstat(fd, &info) == 0 && S_ISSOCK(info.st_mode) && info.st_ino == connection.inode;
+}
+
+void ConnectionTable::Close(int fd, Connection& connection) {
+  if (StillAccepted(fd, connection)) ::shutdown(fd, SHUT_RDWR);
+  connection.closed = true;
+}
+
+int ConnectionTable::CloseWhenIdle(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  for (;;) {
+    bool busy_left = false;
+    for (auto& [fd, connection] : connections_) {
+      if (connection.closed) continue;
+      if (connection.calls == 0) {
+        Close(fd, connection);
+      } else {
+        busy_left = true;
+      }
+    }
+    if (!busy_left) return 0;
+
+    uint64_t ended = calls_ended_;
+    auto another_ended = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return calls_ended_ != ended; };
+    if (!mu_.AwaitWithDeadline(absl::Condition(&another_ended), deadline)) break;
+  }
+
+  int cut = 0;
+  for (auto& [fd, connection] : connections_) {
+    if (connection.closed) continue;
+    cut += connection.calls;
+    Close(fd, connection);
+  }
+  return cut;
 }
 
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartFdServer(
-    const std::vector<grpc::Service*>& services, CallCounter* counter) {
+    const std::vector<grpc::Service*>& services, ConnectionTable* connections) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
@@ -83,9 +143,9 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartFdServer(
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
   for (grpc::Service* service : services) builder.RegisterService(service);
-  if (counter != nullptr) {
+  if (connections != nullptr) {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
-    creators.push_back(std::make_unique<CountingInterceptorFactory>(counter));
+    creators.push_back(std::make_unique<CountingInterceptorFactory>(connections));
     builder.experimental().SetInterceptorCreators(std::move(creators));
   }
 
@@ -94,8 +154,9 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartFdServer(
   return server;
 }
 
-AcceptLoop::AcceptLoop(grpc::Server* server, std::vector<int> listen_fds)
-    : server_(server), listen_fds_(std::move(listen_fds)) {}
+AcceptLoop::AcceptLoop(grpc::Server* server, std::vector<int> listen_fds,
+                       ConnectionTable* connections)
+    : server_(server), listen_fds_(std::move(listen_fds)), connections_(connections) {}
 
 AcceptLoop::~AcceptLoop() { Stop(); }
 
@@ -149,40 +210,18 @@ void AcceptLoop::AcceptReady(int listen_fd) {
       return;
     }
 
+    // A caller whose credentials cannot be read is recorded as nobody, so that every
+    // policy refuses it.
     absl::StatusOr<PeerCredentials> peer = GetPeerCredentials(fd);
     struct stat info {};
     ::fstat(fd, &info);
-    {
-      absl::MutexLock lock(&mu_);
-      accepted_[fd] = Accepted{peer.ok() ? *peer : PeerCredentials{}, info.st_ino};
-    }
     if (peer.ok()) {
       spdlog::debug("accepted fd={} peer_pid={} peer_uid={}", fd, peer->pid, peer->uid);
     }
-    grpc::AddInsecureChannelFromFd(server_, fd);
-  }
-}
-
-std::optional<PeerCredentials> AcceptLoop::PeerOf(const grpc::ServerContext& context) const {
-  // gRPC names an fd channel's peer "fd:N".
-  std::string peer = context.peer();
-  absl::string_view digits(peer);
-  int fd = -1;
-  if (!absl::ConsumePrefix(&digits, "fd:") || !absl::SimpleAtoi(digits, &fd)) return std::nullopt;
-
-  absl::MutexLock lock(&mu_);
-  auto found = accepted_.find(fd);
-  if (found == accepted_.end()) return std::nullopt;
-  return found->second.peer;
-}
-
-void AcceptLoop::ShutdownConnections() {
-  absl::MutexLock lock(&mu_);
-  for (const auto& [fd, accepted] : accepted_) {
-    struct stat info {};
-    if (::fstat(fd, &info) == 0 && S_ISSOCK(info.st_mode) && info.st_ino == accepted.inode) {
-      ::shutdown(fd, SHUT_RDWR);
+    if (connections_ != nullptr) {
+      connections_->Add(fd, peer.ok() ? *std::move(peer) : PeerCredentials::Nobody(), info.st_ino);
     }
+    grpc::AddInsecureChannelFromFd(server_, fd);
   }
 }
 
@@ -190,37 +229,32 @@ absl::StatusOr<std::unique_ptr<FdServer>> FdServer::Start(
     const std::vector<grpc::Service*>& services, std::vector<int> listen_fds) {
   std::unique_ptr<FdServer> server(new FdServer());
   absl::StatusOr<std::unique_ptr<grpc::Server>> grpc_server =
-      StartFdServer(services, &server->counter_);
+      StartFdServer(services, &server->connections_);
   if (!grpc_server.ok()) return grpc_server.status();
   server->server_ = std::move(*grpc_server);
 
-  server->accept_loop_ = std::make_unique<AcceptLoop>(server->server_.get(), std::move(listen_fds));
-  if (absl::Status accepting = server->accept_loop_->Start(); !accepting.ok()) {
-    server->server_->Shutdown(std::chrono::system_clock::now());
-    server->stopped_ = true;
-    return accepting;
-  }
+  server->accept_loop_ = std::make_unique<AcceptLoop>(server->server_.get(), std::move(listen_fds),
+                                                      &server->connections_);
+  if (absl::Status accepting = server->accept_loop_->Start(); !accepting.ok()) return accepting;
   return server;
 }
 
-FdServer::~FdServer() { Stop(absl::ZeroDuration()); }
+FdServer::~FdServer() {
+  Stop(absl::ZeroDuration());
+  // Every connection is closed, so Shutdown has no client to wait for; winding down gRPC's
+  // threads may still take tens of milliseconds.
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Milliseconds(100)));
+}
 
 void FdServer::Stop(absl::Duration grace) {
   if (stopped_) return;
   stopped_ = true;
   accept_loop_->Stop();
 
-  if (!counter_.WaitIdle(absl::Now() + grace)) {
-    spdlog::warn("cancelling calls={} still running after the grace of {}ms", counter_.in_flight(),
+  if (int cut = connections_.CloseWhenIdle(absl::Now() + grace); cut > 0) {
+    spdlog::warn("cancelled calls={} still running after the grace of {}ms", cut,
                  absl::ToInt64Milliseconds(grace));
   }
-  // Closing the connections under the clients, rather than gRPC's Shutdown with its GOAWAY,
-  // is what lets them go on: a call caught on a closed connection fails UNAVAILABLE, which
-  // clients retry on a new connection (to the next generation), while the sync server's
-  // Shutdown cancels calls it has queued, and CANCELLED is final. Shutdown then finds no
-  // connection to wait for.
-  accept_loop_->ShutdownConnections();
-  server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Milliseconds(100)));
 }
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {

@@ -3,8 +3,8 @@
 //
 // gRPC C++ 1.51 can only listen on addresses it binds itself, so an AcceptLoop runs the
 // accept() calls on a thread of its own and hands each connection to the server with
-// grpc::AddInsecureChannelFromFd. On the way it reads the caller's SO_PEERCRED, which
-// handlers look up with PeerOf(context).
+// grpc::AddInsecureChannelFromFd. On the way it records the caller's credentials in a
+// ConnectionTable, which handlers read through FdServer::PeerOf(context).
 //
 // The listening fds are not owned: nehostd keeps them open for later generations. They are
 // switched to non-blocking, which every process sharing them sees; that is harmless, since
@@ -30,29 +30,61 @@ namespace nehost {
 // Requests larger than this get RESOURCE_EXHAUSTED.
 inline constexpr int kMaxMessageBytes = 4 << 20;
 
-// Counts the calls a server is running, through an interceptor on every call. Thread safe.
-class CallCounter {
+// The connections an AcceptLoop handed to gRPC: who is at the other end of each (SO_PEERCRED
+// and SO_PEERGROUPS, read once at accept) and how many calls run on it, which an interceptor
+// on every call keeps up to date. A drain uses the counts to close each connection between
+// two of its calls rather than under one.
+//
+// gRPC closes a connection's fd on its own; the number may then come back for a new
+// connection, which replaces the entry, or for another kind of file, which the inode
+// recorded at accept tells apart. Thread safe.
+class ConnectionTable {
  public:
-  void Enter();
-  void Leave();
-  int in_flight() const;
-  // Blocks until no call runs or the deadline passes; whether none runs.
-  bool WaitIdle(absl::Time deadline) const;
+  void Add(int fd, PeerCredentials peer, ino_t inode);
+  std::optional<PeerCredentials> Peer(int fd) const;
+
+  // Called as each call starts and ends; fd is the connection gRPC names "fd:N".
+  void CallStarted(int fd);
+  void CallEnded(int fd);
+  int calls_in_flight() const;
+
+  // Shuts down (SHUT_RDWR) each open connection as soon as no call runs on it, until none is
+  // left or the deadline passes; then the rest, cutting their calls. Returns how many calls
+  // were cut. Blocks until done.
+  int CloseWhenIdle(absl::Time deadline);
 
  private:
+  struct Connection {
+    PeerCredentials peer;
+    ino_t inode = 0;
+    int calls = 0;
+    bool closed = false;
+  };
+
+  // Whether fd still is the socket that was accepted, and so may be shut down.
+  static bool StillAccepted(int fd, const Connection& connection);
+  void Close(int fd, Connection& connection) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   mutable absl::Mutex mu_;
-  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<int, Connection> connections_ ABSL_GUARDED_BY(mu_);
+  int calls_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  // Counts calls that ended, so that CloseWhenIdle wakes up when one does.
+  uint64_t calls_ended_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// "fd:12" -> 12: the connection behind a call that came through an AcceptLoop; -1 otherwise.
+int ConnectionOf(const std::string& peer);
+
 // Builds and starts a server with no listening port of its own, serving the given services
-// plus grpc.health.v1 (SERVING) and server reflection. With a counter, every call is counted.
+// plus grpc.health.v1 (SERVING) and server reflection. With a table, every call is counted
+// against its connection.
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartFdServer(
-    const std::vector<grpc::Service*>& services, CallCounter* counter = nullptr);
+    const std::vector<grpc::Service*>& services, ConnectionTable* connections = nullptr);
 
 class AcceptLoop {
  public:
-  // server must outlive the loop.
-  AcceptLoop(grpc::Server* server, std::vector<int> listen_fds);
+  // server and connections must outlive the loop.
+  AcceptLoop(grpc::Server* server, std::vector<int> listen_fds, ConnectionTable* connections);
   ~AcceptLoop();  // Stops.
 
   AcceptLoop(const AcceptLoop&) = delete;
@@ -65,56 +97,50 @@ class AcceptLoop {
   // next.
   void Stop();
 
-  // The credentials of the caller behind context, when it came through this loop.
-  std::optional<PeerCredentials> PeerOf(const grpc::ServerContext& context) const;
-
-  // Shuts down (SHUT_RDWR) every connection this loop accepted that is still open, so that
-  // a server shutting down need not wait for idle clients to notice its GOAWAY. A number
-  // that gRPC closed and the kernel reused for another file is left alone: each connection
-  // is recognised by its inode.
-  void ShutdownConnections();
-
  private:
   void Run();
   void AcceptReady(int listen_fd);
 
   grpc::Server* server_;
   std::vector<int> listen_fds_;
+  ConnectionTable* connections_;
   UniqueFd wake_;
   std::thread thread_;
-
-  mutable absl::Mutex mu_;
-  struct Accepted {
-    PeerCredentials peer;
-    ino_t inode = 0;
-  };
-  absl::flat_hash_map<int, Accepted> accepted_ ABSL_GUARDED_BY(mu_);
 };
 
-// A gRPC server with its accept loop and call counter: what nehostd and nehost-filter run.
+// A gRPC server with its accept loop and connection table: what nehostd and nehost-filter
+// run.
 class FdServer {
  public:
   // services must outlive the server; listen_fds are not owned.
   static absl::StatusOr<std::unique_ptr<FdServer>> Start(
       const std::vector<grpc::Service*>& services, std::vector<int> listen_fds);
-  ~FdServer();  // Stop(0).
+  // Stop(0), then shuts the gRPC server down, which can take tens of milliseconds.
+  ~FdServer();
 
-  // Stops accepting, so new connections wait in the backlog for whoever accepts next; sends
-  // every client a GOAWAY, so new calls go elsewhere; lets the calls in flight finish for up
-  // to grace, then cancels the rest and closes the connections. Blocks until done.
-  // gRPC's own Shutdown(deadline) would also wait out the deadline for every idle client
-  // that has not yet noticed the GOAWAY; counting calls ends as soon as the work is done.
+  // Stops accepting, so new connections wait in the backlog for whoever accepts next; closes
+  // each connection as soon as no call runs on it, for up to grace; then cuts what is left.
+  // Blocks until done. Afterwards nothing reaches the server; a process that is about to
+  // exit need not wait for the destructor.
+  //
+  // A client's next call on a closed connection fails UNAVAILABLE, having had no effect, and
+  // a new connection reaches whoever accepts next. gRPC's own Shutdown would instead send a
+  // GOAWAY, but gRPC 1.51 answers CANCELLED to every call that reaches the server after its
+  // shutdown began, calls the client sent before it saw the GOAWAY included, and a client
+  // cannot tell that CANCELLED from a call that ran.
   void Stop(absl::Duration grace);
 
-  int calls_in_flight() const { return counter_.in_flight(); }
-  std::optional<PeerCredentials> PeerOf(const grpc::ServerContext& context) const {
-    return accept_loop_->PeerOf(context);
+  int calls_in_flight() const { return connections_.calls_in_flight(); }
+
+  // The credentials of the caller behind context, when it came through the accept loop.
+  std::optional<PeerCredentials> PeerOf(const grpc::ServerContextBase& context) const {
+    return connections_.Peer(ConnectionOf(context.peer()));
   }
 
  private:
   FdServer() = default;
 
-  CallCounter counter_;
+  ConnectionTable connections_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<AcceptLoop> accept_loop_;
   bool stopped_ = false;

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -172,13 +173,36 @@ absl::Status SetNonBlocking(int fd, bool non_blocking) {
   return absl::OkStatus();
 }
 
+bool PeerCredentials::InGroup(gid_t wanted) const {
+  return gid == wanted || std::find(groups.begin(), groups.end(), wanted) != groups.end();
+}
+
+PeerCredentials PeerCredentials::Nobody() {
+  constexpr uid_t kNobody = 65534;
+  return PeerCredentials{0, kNobody, kNobody, {}};
+}
+
 absl::StatusOr<PeerCredentials> GetPeerCredentials(int fd) {
   ucred credentials{};
   socklen_t length = sizeof credentials;
   if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) {
     return ErrnoStatus(errno, "read SO_PEERCRED of", absl::StrCat("fd ", fd));
   }
-  return PeerCredentials{credentials.pid, credentials.uid, credentials.gid};
+  PeerCredentials peer{credentials.pid, credentials.uid, credentials.gid, {}};
+
+  // The kernel answers ERANGE with the size it needs when the buffer is too small.
+  std::vector<gid_t> groups(16);
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    socklen_t bytes = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &bytes) == 0) {
+      groups.resize(bytes / sizeof(gid_t));
+      peer.groups = std::move(groups);
+      return peer;
+    }
+    if (errno != ERANGE) break;
+    groups.resize(bytes / sizeof(gid_t));
+  }
+  return ErrnoStatus(errno, "read SO_PEERGROUPS of", absl::StrCat("fd ", fd));
 }
 
 }  // namespace nehost

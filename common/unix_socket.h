@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/unique_fd.h"
@@ -38,11 +39,19 @@ absl::StatusOr<UniqueFd> BindInet(const std::string& address, InetProtocol proto
 // Sets or clears O_NONBLOCK.
 absl::Status SetNonBlocking(int fd, bool non_blocking);
 
-// The credentials of the process at the other end of a connected Unix socket.
+// The credentials of the process at the other end of a connected Unix socket, as the kernel
+// recorded them when the connection was made (for a client, when the server called listen).
 struct PeerCredentials {
   pid_t pid = 0;
   uid_t uid = 0;
   gid_t gid = 0;
+  // Supplementary groups (SO_PEERGROUPS).
+  std::vector<gid_t> groups;
+
+  // Whether gid is the primary group or one of the supplementary ones.
+  bool InGroup(gid_t wanted) const;
+  // Someone no policy admits: what a connection whose credentials cannot be read counts as.
+  static PeerCredentials Nobody();
 };
 absl::StatusOr<PeerCredentials> GetPeerCredentials(int fd);
 

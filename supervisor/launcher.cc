@@ -1,5 +1,10 @@
 #include "supervisor/launcher.h"
 
+// Boost.Process offers use_vfork only where the feature macros still declare vfork, which
+// _GNU_SOURCE's newer POSIX level does not; glibc has it all the same. Must come before the
+// first Boost.Process header.
+#define BOOST_POSIX_HAS_VFORK 1
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -13,6 +18,7 @@
 #include <boost/process/environment.hpp>
 #include <boost/process/exe.hpp>
 #include <boost/process/extend.hpp>
+#include <boost/process/posix.hpp>
 #include <cerrno>
 #include <cstring>
 #include <system_error>
@@ -29,8 +35,9 @@ namespace {
 // Wide enough for any pid (pid_max is at most 2^22); the child overwrites the digits.
 constexpr char kListenPidPlaceholder[] = "LISTEN_PID=0000000000";
 
-// Everything the child does between fork and exec: only async-signal-safe calls, no
-// allocation, no logging. Returns 0 or an errno value.
+// Everything the child does between vfork and exec, in nehostd's memory and on its stack:
+// only async-signal-safe calls, no allocation, no logging, and no write to anything but this
+// launch's own environment block. Returns 0 or an errno value.
 struct ChildSetup {
   const std::vector<int>* listen_fds;
 
@@ -111,7 +118,11 @@ class ProcessLauncher : public Launcher {
 
     ChildSetup setup{&spec.listen_fds};
     std::error_code error;
+    // vfork rather than fork: nehostd's page tables are not copied, so its other threads,
+    // serving lookups, do not stall behind the copy. The child shares nehostd's memory until
+    // exec, which ChildSetup allows for: it only writes this launch's own environment block.
     bp::child child(bp::exe(spec.executable), bp::args(spec.args), bp::env(BuildEnvironment(spec)),
+                    bp::posix::use_vfork,
                     bp::extend::on_exec_setup([&setup](auto& executor) {
                       if (int err = setup.Run(executor.env); err != 0) {
                         // In the child, set_error writes to Boost's error pipe, which the parent

@@ -357,34 +357,57 @@ void Supervisor::WatchPidfd(const GenerationPtr& generation) {
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, generation->pidfd.get(), &event);
 }
 
-absl::StatusOr<Supervisor::GenerationPtr> Supervisor::LaunchGeneration(Service& service,
-                                                                       const Target& target) {
+absl::StatusOr<Supervisor::PreparedLaunch> Supervisor::PrepareLaunch(Service& service,
+                                                                      const Target& target) {
   Registration& registration = *service.registration;
   uint64_t number = std::max(registration.generation(), registration.last_generation()) + 1;
   std::string state_dir = absl::StrCat(options_.state_dir, "/services/", service.name());
   if (absl::Status made = MakeDirs(state_dir, 0750); !made.ok()) return made;
 
-  absl::StatusOr<LaunchedProcess> process =
-      launcher_->Launch(BuildLaunchSpec(service, target, number));
-  if (!process.ok()) return process.status();
-  // Generation numbers are never reused, even for a launch that is later rolled back.
+  // Generation numbers are never reused, even for a launch that fails or is rolled back.
   registration.set_last_generation(number);
+  return PreparedLaunch{number, target, BuildLaunchSpec(service, target, number)};
+}
+
+absl::StatusOr<Supervisor::GenerationPtr> Supervisor::StartProcess(const PreparedLaunch& launch) {
+  absl::StatusOr<LaunchedProcess> process = launcher_->Launch(launch.spec);
+  if (!process.ok()) return process.status();
 
   auto generation = std::make_shared<Generation>();
-  generation->number = number;
+  generation->number = launch.number;
   generation->pid = process->pid;
   generation->pidfd = std::move(process->pidfd);
-  generation->version = target.version;
+  generation->version = launch.target.version;
   absl::StatusOr<uint64_t> start = ReadProcessStartTime(process->pid);
   generation->start_time_ticks = start.ok() ? *start : 0;
   absl::StatusOr<std::string> executable = ReadProcessExecutable(process->pid);
-  generation->executable = executable.ok() ? *executable : target.executable;
-  generation->executable_sha256 = ExecutableDigest(generation->executable);
+  generation->executable = executable.ok() ? *executable : launch.target.executable;
+  return generation;
+}
 
+void Supervisor::RegisterGeneration(Service& service, const GenerationPtr& generation) {
+  generation->executable_sha256 = ExecutableDigest(generation->executable);
   WatchPidfd(generation);
   pidfds_[generation->pidfd.get()] = {&service, generation};
   spdlog::info("launched service={} generation={} pid={} version={} executable={}", service.name(),
-               number, process->pid, target.version, generation->executable);
+               generation->number, generation->pid, generation->version, generation->executable);
+
+  std::vector<ReceivedNotify> early;
+  std::erase_if(early_notifies_, [&](const ReceivedNotify& notify) {
+    if (notify.sender != generation->pid) return false;
+    early.push_back(notify);
+    return true;
+  });
+  for (const ReceivedNotify& notify : early) OnNotify(notify);
+}
+
+absl::StatusOr<Supervisor::GenerationPtr> Supervisor::LaunchGeneration(Service& service,
+                                                                       const Target& target) {
+  absl::StatusOr<PreparedLaunch> prepared = PrepareLaunch(service, target);
+  if (!prepared.ok()) return prepared.status();
+  absl::StatusOr<GenerationPtr> generation = StartProcess(*prepared);
+  if (!generation.ok()) return generation.status();
+  RegisterGeneration(service, *generation);
   return generation;
 }
 
@@ -579,6 +602,11 @@ void Supervisor::OnNotify(const ReceivedNotify& notify) {
       Persist();
     }
     state_changed_.SignalAll();
+    return;
+  }
+  // A generation launched without the lock may speak before it is registered.
+  if (unlocked_launches_ > 0 && early_notifies_.size() < kMaxEarlyNotifies) {
+    early_notifies_.push_back(notify);
     return;
   }
   spdlog::debug("ignoring notify message from pid={}: not a supervised generation", notify.sender);
@@ -874,8 +902,11 @@ void Supervisor::Shutdown() {
 
   {
     absl::MutexLock lock(&mu_);
-    // The loop reaps each exit and sends SIGKILL after each grace, so this ends.
-    auto all_gone = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return pidfds_.empty(); };
+    // The loop reaps each exit and sends SIGKILL after each grace, so this ends. A launch
+    // under way without the lock registers its process, and stops it, before it counts down.
+    auto all_gone = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return pidfds_.empty() && unlocked_launches_ == 0;
+    };
     mu_.Await(absl::Condition(&all_gone));
     Persist();
     loop_done_ = true;
@@ -890,6 +921,9 @@ void Supervisor::Detach() {
   {
     absl::MutexLock lock(&mu_);
     if (loop_done_ || !loop_.joinable()) return;
+    // A candidate being launched must be in the persisted record, for the next image to find.
+    auto launched = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return unlocked_launches_ == 0; };
+    mu_.Await(absl::Condition(&launched));
     loop_done_ = true;
     Persist();
     Wake();

@@ -142,6 +142,19 @@ class Supervisor {
   };
   absl::StatusOr<Target> ResolveTarget(const Service& service, const std::string& version) const;
 
+  // A launch in three steps, so that the fork and exec in the middle can run without the
+  // lock: an upgrade's candidate starts while lookups go on.
+  struct PreparedLaunch {
+    uint64_t number = 0;
+    Target target;
+    LaunchSpec spec;
+  };
+  absl::StatusOr<PreparedLaunch> PrepareLaunch(Service& service, const Target& target)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<GenerationPtr> StartProcess(const PreparedLaunch& launch);
+  void RegisterGeneration(Service& service, const GenerationPtr& generation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // All three under the lock.
   absl::StatusOr<GenerationPtr> LaunchGeneration(Service& service, const Target& target)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Launch(Service& service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -169,9 +182,12 @@ class Supervisor {
   absl::StatusOr<nehost::supervisor::v1::UpgradeProgress> RunUpgrade(
       const std::string& name, const std::string& to_version, const UpgradeProgressSink& sink,
       UpgradeSlot slot) ABSL_LOCKS_EXCLUDED(mu_);
-  absl::StatusOr<GenerationPtr> LaunchCandidate(Service& service, const std::string& to_version,
-                                                UpgradeRun& run)
+  absl::StatusOr<PreparedLaunch> PrepareCandidate(Service& service, const std::string& to_version,
+                                                  UpgradeRun& run)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status LaunchCandidate(UpgradeRun& run, const PreparedLaunch& launch)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void ReleaseUpgradeSlot(Service& service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PrehashTarget(const std::string& name, const std::string& to_version)
       ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status UpgradeSteps(UpgradeRun& run) ABSL_LOCKS_EXCLUDED(mu_);
@@ -213,6 +229,11 @@ class Supervisor {
   std::map<std::string, std::pair<std::string, std::string>> digests_ ABSL_GUARDED_BY(mu_);
   // Upgrades that adoption started on its own, joined at shutdown.
   std::vector<std::thread> background_upgrades_ ABSL_GUARDED_BY(mu_);
+  // Launches under way without the lock, and what their processes said before they were
+  // registered (sd_notify can arrive first).
+  static constexpr size_t kMaxEarlyNotifies = 64;
+  int unlocked_launches_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<ReceivedNotify> early_notifies_ ABSL_GUARDED_BY(mu_);
 
   UniqueFd epoll_;
   UniqueFd wake_;

@@ -71,6 +71,7 @@ absl::StatusOr<UpgradeProgress> Supervisor::RunUpgrade(const std::string& name,
   run.sink = sink;
   run.started = absl::Now();
   PrehashTarget(name, to_version);
+  PreparedLaunch launch;
   {
     absl::MutexLock lock(&mu_);
     absl::StatusOr<Service*> found = Find(name);
@@ -82,22 +83,17 @@ absl::StatusOr<UpgradeProgress> Supervisor::RunUpgrade(const std::string& name,
                                                         service.registration->upgrading_to(),
                                                         " is already under way"));
     }
-    absl::StatusOr<GenerationPtr> candidate = LaunchCandidate(service, to_version, run);
-    if (!candidate.ok()) {
-      service.upgrading = false;
-      service.registration->clear_upgrading_to();
-      return candidate.status();
+    absl::StatusOr<PreparedLaunch> prepared = PrepareCandidate(service, to_version, run);
+    if (!prepared.ok()) {
+      ReleaseUpgradeSlot(service);
+      return prepared.status();
     }
-    run.candidate = *candidate;
-    service.candidate = run.candidate;
+    launch = *std::move(prepared);
     service.upgrading = true;
     service.registration->set_upgrading_to(run.target.version);
-    SyncOtherGenerations(service);
-    Publish(service, "upgrading",
-            absl::StrCat("generation ", run.candidate->number, " version ", run.target.version,
-                         " launched beside generation ", run.predecessor->number));
-    Persist();
+    ++unlocked_launches_;
   }
+  if (absl::Status launched = LaunchCandidate(run, launch); !launched.ok()) return launched;
   run.Report("launch",
              absl::StrCat("generation ", run.candidate->number, " pid ", run.candidate->pid,
                           " version ", run.target.version, " launched on the same sockets"));
@@ -119,7 +115,7 @@ absl::StatusOr<UpgradeProgress> Supervisor::RunUpgrade(const std::string& name,
   return run.last;
 }
 
-absl::StatusOr<Supervisor::GenerationPtr> Supervisor::LaunchCandidate(
+absl::StatusOr<Supervisor::PreparedLaunch> Supervisor::PrepareCandidate(
     Service& service, const std::string& to_version, UpgradeRun& run) {
   const std::string& name = service.name();
   if (shutting_down_) return absl::UnavailableError("nehostd is shutting down");
@@ -142,14 +138,48 @@ absl::StatusOr<Supervisor::GenerationPtr> Supervisor::LaunchCandidate(
   if (!target.ok()) return target.status();
   run.target = *target;
   run.predecessor = service.current;
+  return PrepareLaunch(service, run.target);
+}
 
-  absl::StatusOr<GenerationPtr> candidate = LaunchGeneration(service, run.target);
+absl::Status Supervisor::LaunchCandidate(UpgradeRun& run, const PreparedLaunch& launch) {
+  // The fork and exec run without the lock: lookups and status calls go on meanwhile. The
+  // upgrade slot keeps every other change of the service out until the lock is back.
+  absl::StatusOr<GenerationPtr> candidate = StartProcess(launch);
+
+  absl::MutexLock lock(&mu_);
+  Service& service = *run.service;
+  --unlocked_launches_;
+  if (unlocked_launches_ == 0) early_notifies_.clear();
   if (!candidate.ok()) {
+    ReleaseUpgradeSlot(service);
     return absl::Status(candidate.status().code(),
-                        absl::StrCat("upgrade ", name, ": launch of the new generation: ",
+                        absl::StrCat("upgrade ", run.name, ": launch of the new generation: ",
                                      candidate.status().message()));
   }
-  return candidate;
+
+  run.candidate = *candidate;
+  RegisterGeneration(service, run.candidate);
+  service.candidate = run.candidate;
+  if (shutting_down_) {
+    // Shutdown went through the generations while this one was being launched.
+    SendStop(service, *run.candidate, nehost::supervisor::v1::HOST_SHUTDOWN);
+    Wake();
+    service.candidate.reset();
+    ReleaseUpgradeSlot(service);
+    return absl::UnavailableError("nehostd is shutting down");
+  }
+
+  SyncOtherGenerations(service);
+  Publish(service, "upgrading",
+          absl::StrCat("generation ", run.candidate->number, " version ", run.target.version,
+                       " launched beside generation ", run.predecessor->number));
+  Persist();
+  return absl::OkStatus();
+}
+
+void Supervisor::ReleaseUpgradeSlot(Service& service) {
+  service.upgrading = false;
+  service.registration->clear_upgrading_to();
 }
 
 void Supervisor::PrehashTarget(const std::string& name, const std::string& to_version) {
