@@ -26,6 +26,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "agent/progress.h"
+#include "agent/verified_dial.h"
 #include "common/files.h"
 #include "common/grpc_client.h"
 #include "common/unique_fd.h"
@@ -70,8 +71,7 @@ struct CallResult {
 
 template <typename Stub, typename Request, typename Response>
 CallResult CallWithDeadline(Stub& stub, UnaryMethod<Stub, Request, Response> method,
-                            const Request& request, Response* response, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
+                            const Request& request, Response* response, absl::Time deadline) {
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(deadline));
 
@@ -105,29 +105,76 @@ std::optional<std::string> WhyUnreachable(const std::string& path) {
   return ErrnoText(errno);
 }
 
-std::shared_ptr<grpc::Channel> UnixChannel(const std::string& path) { return DialUnix(path); }
+// Whether a call that failed UNAVAILABLE, as one caught by a restarting nehostd or a draining
+// generation does, is tried again on a new connection. Only calls that change nothing are.
+enum class Retry { kNo, kOnUnavailable };
 
-// nehostd's API on RUNTIME/nehostd.sock. Failures come back as statuses whose messages say
-// what went wrong in the user's terms.
+// Retries start soon and back off: nehostd's socket is usually back within milliseconds.
+constexpr absl::Duration kFirstRetry = absl::Milliseconds(1);
+constexpr absl::Duration kLongestRetry = absl::Milliseconds(250);
+
+// Runs attempt until it succeeds, fails for good, or deadline passes. attempt returns the
+// status of one try; UNAVAILABLE is tried again when retry says so.
+template <typename Attempt>
+auto WithRetries(Retry retry, absl::Time deadline, Attempt attempt) -> decltype(attempt()) {
+  absl::Duration wait = kFirstRetry;
+  for (;;) {
+    auto result = attempt();
+    const bool again = retry == Retry::kOnUnavailable && absl::IsUnavailable(result.status()) &&
+                       absl::Now() + wait < deadline;
+    if (!again) return result;
+    absl::SleepFor(wait);
+    wait = std::min(wait * 2, kLongestRetry);
+  }
+}
+
+// A channel that broke under a call cannot carry the next one: a verified channel does not
+// reconnect.
+bool Broken(const std::shared_ptr<grpc::Channel>& channel) {
+  if (channel == nullptr) return true;
+  grpc_connectivity_state state = channel->GetState(false);
+  return state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN;
+}
+
+// nehostd's API on RUNTIME/nehostd.sock, over a connection checked to be nehostd's. Failures
+// come back as statuses whose messages say what went wrong in the user's terms.
 class SupervisorClient {
  public:
   explicit SupervisorClient(const GlobalOptions& options)
       : socket_(SupervisorSocketPath(options.runtime_dir)),
         timeout_(options.timeout),
-        channel_(UnixChannel(socket_)),
-        stub_(Supervisor::NewStub(channel_)) {}
+        expected_{"nehostd", options.server_uids, 0} {}
+
+  // Dials nehostd when there is no working connection.
+  absl::Status Connect(absl::Time deadline) {
+    if (!Broken(channel_)) return absl::OkStatus();
+    absl::StatusOr<VerifiedChannel> dialed = DialVerified(socket_, expected_, deadline);
+    if (absl::IsUnavailable(dialed.status())) {
+      std::optional<std::string> cause = WhyUnreachable(socket_);
+      return absl::UnavailableError(absl::StrCat("nehostd is not running at ", socket_, ": ",
+                                                 cause.value_or(std::string(dialed.status().message()))));
+    }
+    if (!dialed.ok()) return dialed.status();
+    channel_ = std::move(dialed->channel);
+    listener_ = dialed->listener;
+    stub_ = Supervisor::NewStub(channel_);
+    return absl::OkStatus();
+  }
+
+  // Who listens on nehostd.sock; set once connected.
+  const PeerCredentials& listener() const { return listener_; }
 
   absl::StatusOr<Registration> Lookup(const std::string& name) {
     supervisor::v1::LookupRequest request;
     request.set_name(name);
     request.set_wait_ms(LookupWaitMs(timeout_));
-    auto response = Call(&Supervisor::Stub::Lookup, request);
+    auto response = Call(&Supervisor::Stub::Lookup, request, Retry::kOnUnavailable);
     if (!response.ok()) return response.status();
     return response->registration();
   }
 
   absl::StatusOr<ListResponse> List() {
-    return Call(&Supervisor::Stub::List, supervisor::v1::ListRequest());
+    return Call(&Supervisor::Stub::List, supervisor::v1::ListRequest(), Retry::kOnUnavailable);
   }
 
   absl::StatusOr<Registration> Start(const std::string& name) {
@@ -140,7 +187,7 @@ class SupervisorClient {
     return Change<supervisor::v1::RestartRequest>(&Supervisor::Stub::Restart, name);
   }
 
-  // No deadline: the stream lasts as long as the user wants it.
+  // No deadline: the stream lasts as long as the user wants it. Connect first.
   std::unique_ptr<grpc::ClientReader<Event>> Watch(grpc::ClientContext* context,
                                                    const std::string& name) {
     supervisor::v1::WatchRequest request;
@@ -148,7 +195,7 @@ class SupervisorClient {
     return stub_->Watch(context, request);
   }
 
-  // The deadline is the context's.
+  // The deadline is the context's. Connect first.
   std::unique_ptr<grpc::ClientReader<UpgradeProgress>> Upgrade(grpc::ClientContext* context,
                                                                const std::string& name,
                                                                const std::string& to_version) {
@@ -161,16 +208,17 @@ class SupervisorClient {
   absl::StatusOr<DoctorResponse> Doctor(const std::string& name) {
     supervisor::v1::DoctorRequest request;
     request.set_name(name);
-    return Call(&Supervisor::Stub::Doctor, request);
+    return Call(&Supervisor::Stub::Doctor, request, Retry::kOnUnavailable);
   }
 
   absl::StatusOr<ReexecResponse> Reexec() {
-    return Call(&Supervisor::Stub::Reexec, supervisor::v1::ReexecRequest());
+    return Call(&Supervisor::Stub::Reexec, supervisor::v1::ReexecRequest(), Retry::kNo);
   }
 
   // Waits until the connection that carried the last call closes, or until deadline;
   // returns whether it closed.
   bool WaitForDisconnect(absl::Time deadline) {
+    if (channel_ == nullptr) return true;
     for (grpc_connectivity_state state = channel_->GetState(false); state == GRPC_CHANNEL_READY;
          state = channel_->GetState(false)) {
       if (!channel_->WaitForStateChange(state, absl::ToChronoTime(deadline))) return false;
@@ -202,11 +250,15 @@ class SupervisorClient {
  private:
   template <typename Request, typename Response>
   absl::StatusOr<Response> Call(UnaryMethod<Supervisor::Stub, Request, Response> method,
-                                const Request& request) {
-    Response response;
-    CallResult result = CallWithDeadline(*stub_, method, request, &response, timeout_);
-    if (!result.status.ok()) return Explain(result);
-    return response;
+                                const Request& request, Retry retry) {
+    const absl::Time deadline = absl::Now() + timeout_;
+    return WithRetries(retry, deadline, [&]() -> absl::StatusOr<Response> {
+      if (absl::Status connected = Connect(deadline); !connected.ok()) return connected;
+      Response response;
+      CallResult result = CallWithDeadline(*stub_, method, request, &response, deadline);
+      if (!result.status.ok()) return Explain(result);
+      return response;
+    });
   }
 
   // Start, Stop and Restart: a name goes in, the registration after the change comes out.
@@ -215,67 +267,94 @@ class SupervisorClient {
                                       const std::string& name) {
     Request request;
     request.set_name(name);
-    absl::StatusOr<Response> response = Call(method, request);
+    absl::StatusOr<Response> response = Call(method, request, Retry::kNo);
     if (!response.ok()) return response.status();
     return response->registration();
   }
 
   std::string socket_;
   absl::Duration timeout_;
+  ExpectedListener expected_;
   std::shared_ptr<grpc::Channel> channel_;
+  PeerCredentials listener_;
   std::unique_ptr<Supervisor::Stub> stub_;
 };
 
-// One service's nehost.filter.v1 API, at the endpoint its registration names.
+// One service's nehost.filter.v1 API, at the endpoint its registration names, over a
+// connection checked to be to the socket nehostd listens on.
 class FilterClient {
  public:
-  // Fails when the endpoint is not a Unix socket path that fits in sockaddr_un.
+  // Fails when the endpoint is not a Unix socket path that fits in sockaddr_un. nehostd_uid
+  // is the uid nehostd was found to run as: the endpoint's listener must have it too.
   static absl::StatusOr<FilterClient> Dial(const GlobalOptions& options,
-                                           const Registration& registration) {
+                                           const Registration& registration, uid_t nehostd_uid) {
     absl::string_view socket = registration.endpoint();
     if (!absl::ConsumePrefix(&socket, "unix:")) {
       return absl::InvalidArgumentError(absl::StrCat("registration has endpoint \"",
                                                      registration.endpoint(), "\", not unix:PATH"));
     }
     if (absl::Status fits = CheckUnixPath(std::string(socket)); !fits.ok()) return fits;
-    return FilterClient(registration, std::string(socket), options.timeout);
+    ExpectedListener expected{
+        absl::StrCat("the socket nehostd created for ", registration.name()),
+        {nehostd_uid},
+        registration.endpoint_listener_pid()};
+    return FilterClient(registration, std::string(socket), options.timeout, std::move(expected));
   }
 
   absl::StatusOr<StatusResponse> Status() {
-    return Call(&Filter::Stub::Status, filter::v1::StatusRequest());
+    return Call(&Filter::Stub::Status, filter::v1::StatusRequest(), Retry::kOnUnavailable);
   }
 
   absl::StatusOr<ListRulesResponse> ListRules() {
-    return Call(&Filter::Stub::ListRules, filter::v1::ListRulesRequest());
+    return Call(&Filter::Stub::ListRules, filter::v1::ListRulesRequest(), Retry::kOnUnavailable);
   }
 
   absl::StatusOr<AddRuleResponse> AddRule(const Rule& rule) {
     filter::v1::AddRuleRequest request;
     *request.mutable_rule() = rule;
-    return Call(&Filter::Stub::AddRule, request);
+    return Call(&Filter::Stub::AddRule, request, Retry::kNo);
   }
 
   absl::StatusOr<RemoveRuleResponse> RemoveRule(const std::string& domain, Rule::Match match) {
     filter::v1::RemoveRuleRequest request;
     request.set_domain(domain);
     request.set_match(match);
-    return Call(&Filter::Stub::RemoveRule, request);
+    return Call(&Filter::Stub::RemoveRule, request, Retry::kNo);
   }
 
  private:
-  FilterClient(const Registration& registration, std::string socket, absl::Duration timeout)
+  FilterClient(const Registration& registration, std::string socket, absl::Duration timeout,
+               ExpectedListener expected)
       : where_(absl::StrCat(registration.name(), " at ", registration.endpoint())),
         socket_(std::move(socket)),
         timeout_(timeout),
-        stub_(Filter::NewStub(UnixChannel(socket_))) {}
+        expected_(std::move(expected)) {}
+
+  absl::Status Connect(absl::Time deadline) {
+    if (!Broken(channel_)) return absl::OkStatus();
+    absl::StatusOr<VerifiedChannel> dialed = DialVerified(socket_, expected_, deadline);
+    if (absl::IsUnavailable(dialed.status())) {
+      return absl::UnavailableError(absl::StrCat(where_, " is unreachable: ",
+                                                 WhyUnreachable(socket_).value_or(
+                                                     std::string(dialed.status().message()))));
+    }
+    if (!dialed.ok()) return dialed.status();
+    channel_ = std::move(dialed->channel);
+    stub_ = Filter::NewStub(channel_);
+    return absl::OkStatus();
+  }
 
   template <typename Request, typename Response>
   absl::StatusOr<Response> Call(UnaryMethod<Filter::Stub, Request, Response> method,
-                                const Request& request) {
-    Response response;
-    CallResult result = CallWithDeadline(*stub_, method, request, &response, timeout_);
-    if (!result.status.ok()) return Explain(result);
-    return response;
+                                const Request& request, Retry retry) {
+    const absl::Time deadline = absl::Now() + timeout_;
+    return WithRetries(retry, deadline, [&]() -> absl::StatusOr<Response> {
+      if (absl::Status connected = Connect(deadline); !connected.ok()) return connected;
+      Response response;
+      CallResult result = CallWithDeadline(*stub_, method, request, &response, deadline);
+      if (!result.status.ok()) return Explain(result);
+      return response;
+    });
   }
 
   absl::Status Explain(const CallResult& result) const {
@@ -301,6 +380,8 @@ class FilterClient {
   std::string where_;  // "org.nehost.filter at unix:/run/nehost/services/org.nehost.filter.sock"
   std::string socket_;
   absl::Duration timeout_;
+  ExpectedListener expected_;
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<Filter::Stub> stub_;
 };
 
@@ -326,9 +407,10 @@ ExitCode ShowRegistration(
 }
 
 absl::StatusOr<FilterClient> DialService(const GlobalOptions& options, const std::string& name) {
-  absl::StatusOr<Registration> registration = SupervisorClient(options).Lookup(name);
+  SupervisorClient supervisor(options);
+  absl::StatusOr<Registration> registration = supervisor.Lookup(name);
   if (!registration.ok()) return registration.status();
-  return FilterClient::Dial(options, *registration);
+  return FilterClient::Dial(options, *registration, supervisor.listener().uid);
 }
 
 // status and rules: look the service up, make one call to it, print the answer.
@@ -476,6 +558,10 @@ UpgradeOutcome FollowUpgrade(const GlobalOptions& options, const std::string& na
   }
 
   UpgradeOutcome outcome;
+  if (absl::Status connected = supervisor.Connect(deadline); !connected.ok()) {
+    outcome.failure = connected;
+    return outcome;
+  }
   std::unique_ptr<grpc::ClientReader<UpgradeProgress>> stream =
       supervisor.Upgrade(&context, name, to_version);
   for (UpgradeProgress progress; stream->Read(&progress);) {
@@ -621,6 +707,11 @@ ExitCode Watch(const GlobalOptions& options, const std::string& name) {
   grpc::ClientContext context;
   CancelOnInterrupt canceller(&context, interrupts);
 
+  const std::string what = name.empty() ? "watch" : absl::StrCat("watch ", name);
+  if (absl::Status connected = supervisor.Connect(absl::Now() + options.timeout);
+      !connected.ok()) {
+    return Fail(what, connected, Server::kSupervisor);
+  }
   std::unique_ptr<grpc::ClientReader<Event>> stream = supervisor.Watch(&context, name);
   for (Event event; stream->Read(&event);) {
     if (!event.has_at()) *event.mutable_at() = Now();
@@ -628,8 +719,6 @@ ExitCode Watch(const GlobalOptions& options, const std::string& name) {
   }
   grpc::Status ended = stream->Finish();
   if (ended.ok() || canceller.interrupted()) return ExitCode::kOk;
-
-  const std::string what = name.empty() ? "watch" : absl::StrCat("watch ", name);
   return Fail(what, supervisor.Explain({ended}), Server::kSupervisor);
 }
 

@@ -11,10 +11,12 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "agent/output.h"
+#include "agent/verified_dial.h"
 
 namespace nehost::agent {
 
@@ -49,6 +51,8 @@ struct GlobalOptions {
   absl::Duration timeout = kDefaultTimeout;
   // Whether the user chose the timeout, rather than leaving the default of each command.
   bool timeout_given = false;
+  // nehostd must run as one of these users; by default root or the user itself.
+  std::vector<uid_t> server_uids = DefaultServerUids();
 };
 
 std::string SupervisorSocketPath(const std::string& runtime_dir);

@@ -17,6 +17,7 @@
 #include "absl/algorithm/container.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -30,6 +31,7 @@ namespace {
 namespace po = boost::program_options;
 
 constexpr char kRuntimeDirVariable[] = "NEHOST_RUNTIME_DIR";
+constexpr char kServerUidVariable[] = "NEHOST_SERVER_UID";
 // A day: a longer deadline is surely a typo.
 constexpr int64_t kMaxTimeoutMs = int64_t{24} * 3600 * 1000;
 
@@ -321,6 +323,9 @@ po::options_description GlobalFlags() {
   add("json", po::bool_switch(), "print JSON: one object, or one per line for watch and upgrade");
   add("timeout-ms", po::value<int64_t>()->value_name("N")->default_value(default_timeout_ms),
       "deadline of each call, in milliseconds; of a whole upgrade: 120000");
+  add("server-uid", po::value<uid_t>()->value_name("UID"),
+      "talk only to a nehostd running as UID (default: $NEHOST_SERVER_UID, else root or "
+      "yourself)");
   add("help,h", po::bool_switch(), "show help; 'nehostctl help COMMAND' for one command");
   add("version", po::bool_switch(), "print the version");
   return flags;
@@ -338,6 +343,19 @@ absl::StatusOr<std::string> RuntimeDir(const po::variables_map& values) {
   return kDefaultRuntimeDir;
 }
 
+// The flag, else the environment; none means the default users.
+absl::StatusOr<std::optional<uid_t>> ServerUid(const po::variables_map& values) {
+  if (values.count("server-uid") > 0) return values["server-uid"].as<uid_t>();
+  const char* from_environment = std::getenv(kServerUidVariable);
+  if (from_environment == nullptr || *from_environment == '\0') return std::nullopt;
+  uid_t uid = 0;
+  if (!absl::SimpleAtoi(from_environment, &uid)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(kServerUidVariable, "=", from_environment, " is not a uid"));
+  }
+  return uid;
+}
+
 absl::StatusOr<GlobalOptions> ReadGlobalOptions(const po::variables_map& values) {
   GlobalOptions options;
   absl::StatusOr<std::string> runtime_dir = RuntimeDir(values);
@@ -352,6 +370,10 @@ absl::StatusOr<GlobalOptions> ReadGlobalOptions(const po::variables_map& values)
   options.timeout = absl::Milliseconds(timeout_ms);
   options.timeout_given = !values["timeout-ms"].defaulted();
   options.format = values["json"].as<bool>() ? OutputFormat::kJson : OutputFormat::kTable;
+
+  absl::StatusOr<std::optional<uid_t>> server_uid = ServerUid(values);
+  if (!server_uid.ok()) return server_uid.status();
+  if (server_uid->has_value()) options.server_uids = {**server_uid};
   return options;
 }
 

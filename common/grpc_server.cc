@@ -226,15 +226,16 @@ void AcceptLoop::AcceptReady(int listen_fd) {
 }
 
 absl::StatusOr<std::unique_ptr<FdServer>> FdServer::Start(
-    const std::vector<grpc::Service*>& services, std::vector<int> listen_fds) {
-  std::unique_ptr<FdServer> server(new FdServer());
+    const std::vector<grpc::Service*>& services, std::vector<int> listen_fds,
+    ConnectionTable* connections) {
+  std::unique_ptr<FdServer> server(new FdServer(connections));
   absl::StatusOr<std::unique_ptr<grpc::Server>> grpc_server =
-      StartFdServer(services, &server->connections_);
+      StartFdServer(services, connections);
   if (!grpc_server.ok()) return grpc_server.status();
   server->server_ = std::move(*grpc_server);
 
   server->accept_loop_ = std::make_unique<AcceptLoop>(server->server_.get(), std::move(listen_fds),
-                                                      &server->connections_);
+                                                      connections);
   if (absl::Status accepting = server->accept_loop_->Start(); !accepting.ok()) return accepting;
   return server;
 }
@@ -251,7 +252,7 @@ void FdServer::Stop(absl::Duration grace) {
   stopped_ = true;
   accept_loop_->Stop();
 
-  if (int cut = connections_.CloseWhenIdle(absl::Now() + grace); cut > 0) {
+  if (int cut = connections_->CloseWhenIdle(absl::Now() + grace); cut > 0) {
     spdlog::warn("cancelled calls={} still running after the grace of {}ms", cut,
                  absl::ToInt64Milliseconds(grace));
   }

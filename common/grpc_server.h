@@ -112,9 +112,11 @@ class AcceptLoop {
 // run.
 class FdServer {
  public:
-  // services must outlive the server; listen_fds are not owned.
+  // services and connections must outlive the server; listen_fds are not owned. The accept
+  // loop fills connections, where handlers find their callers.
   static absl::StatusOr<std::unique_ptr<FdServer>> Start(
-      const std::vector<grpc::Service*>& services, std::vector<int> listen_fds);
+      const std::vector<grpc::Service*>& services, std::vector<int> listen_fds,
+      ConnectionTable* connections);
   // Stop(0), then shuts the gRPC server down, which can take tens of milliseconds.
   ~FdServer();
 
@@ -130,17 +132,12 @@ class FdServer {
   // cannot tell that CANCELLED from a call that ran.
   void Stop(absl::Duration grace);
 
-  int calls_in_flight() const { return connections_.calls_in_flight(); }
-
-  // The credentials of the caller behind context, when it came through the accept loop.
-  std::optional<PeerCredentials> PeerOf(const grpc::ServerContextBase& context) const {
-    return connections_.Peer(ConnectionOf(context.peer()));
-  }
+  int calls_in_flight() const { return connections_->calls_in_flight(); }
 
  private:
-  FdServer() = default;
+  explicit FdServer(ConnectionTable* connections) : connections_(connections) {}
 
-  ConnectionTable connections_;
+  ConnectionTable* const connections_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<AcceptLoop> accept_loop_;
   bool stopped_ = false;

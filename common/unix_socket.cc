@@ -56,7 +56,7 @@ absl::Status RemoveStaleSocket(const std::string& path, const sockaddr_un& addre
   return absl::OkStatus();
 }
 
-absl::StatusOr<UniqueFd> BindUnix(const std::string& path, int type, mode_t mode) {
+absl::StatusOr<UniqueFd> BindUnix(const std::string& path, int type, mode_t mode, gid_t group) {
   absl::StatusOr<sockaddr_un> address = UnixAddress(path);
   if (!address.ok()) return address.status();
 
@@ -68,6 +68,9 @@ absl::StatusOr<UniqueFd> BindUnix(const std::string& path, int type, mode_t mode
     return ErrnoStatus(errno, "bind", path);
   }
   if (::chmod(path.c_str(), mode) != 0) return ErrnoStatus(errno, "chmod", path);
+  if (group != kKeepGroup && ::chown(path.c_str(), static_cast<uid_t>(-1), group) != 0) {
+    return ErrnoStatus(errno, absl::StrCat("give group ", group, " the socket"), path);
+  }
   return fd;
 }
 
@@ -83,8 +86,8 @@ absl::Status CheckUnixPath(const std::string& path) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<UniqueFd> ListenUnix(const std::string& path, mode_t mode) {
-  absl::StatusOr<UniqueFd> fd = BindUnix(path, SOCK_STREAM, mode);
+absl::StatusOr<UniqueFd> ListenUnix(const std::string& path, mode_t mode, gid_t group) {
+  absl::StatusOr<UniqueFd> fd = BindUnix(path, SOCK_STREAM, mode, group);
   if (!fd.ok()) return fd;
   if (::listen(fd->get(), SOMAXCONN) != 0) return ErrnoStatus(errno, "listen on", path);
   return fd;
@@ -111,8 +114,8 @@ absl::StatusOr<UniqueFd> ConnectUnix(const std::string& path) {
   return fd;
 }
 
-absl::StatusOr<UniqueFd> BindUnixDatagram(const std::string& path, mode_t mode) {
-  absl::StatusOr<UniqueFd> fd = BindUnix(path, SOCK_DGRAM, mode);
+absl::StatusOr<UniqueFd> BindUnixDatagram(const std::string& path, mode_t mode, gid_t group) {
+  absl::StatusOr<UniqueFd> fd = BindUnix(path, SOCK_DGRAM, mode, group);
   if (!fd.ok()) return fd;
   int on = 1;
   if (::setsockopt(fd->get(), SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0) {

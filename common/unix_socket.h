@@ -22,14 +22,19 @@ inline constexpr size_t kMaxUnixPathLength = 107;
 // OK when path fits in sockaddr_un; otherwise says how long it is and what fits.
 absl::Status CheckUnixPath(const std::string& path);
 
-// A listening SOCK_STREAM socket bound to path, with the given permission bits.
-absl::StatusOr<UniqueFd> ListenUnix(const std::string& path, mode_t mode = 0660);
+// chown's "leave the group as it is".
+inline constexpr gid_t kKeepGroup = static_cast<gid_t>(-1);
+
+// A listening SOCK_STREAM socket bound to path, with the given permission bits and group.
+absl::StatusOr<UniqueFd> ListenUnix(const std::string& path, mode_t mode = 0660,
+                                    gid_t group = kKeepGroup);
 
 // A connected SOCK_STREAM socket.
 absl::StatusOr<UniqueFd> ConnectUnix(const std::string& path);
 
 // A bound SOCK_DGRAM socket that receives senders' credentials (SO_PASSCRED).
-absl::StatusOr<UniqueFd> BindUnixDatagram(const std::string& path, mode_t mode = 0660);
+absl::StatusOr<UniqueFd> BindUnixDatagram(const std::string& path, mode_t mode = 0660,
+                                          gid_t group = kKeepGroup);
 
 enum class InetProtocol { kTcp, kUdp };
 

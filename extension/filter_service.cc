@@ -5,8 +5,8 @@
 #include <utility>
 
 #include "common/grpc_server.h"
+#include "common/log.h"
 #include "common/version.h"
-#include "spdlog/spdlog.h"
 
 namespace nehost::filter {
 
@@ -20,11 +20,20 @@ constexpr char kRemoveRuleMethod[] = "remove_rule";
 
 }  // namespace
 
-FilterService::FilterService(RuleStore* store, MethodCounters* counters, InstanceInfo instance)
-    : store_(store), counters_(counters), instance_(std::move(instance)) {}
+FilterService::FilterService(RuleStore* store, MethodCounters* counters,
+                             const Authorizer* authorizer, InstanceInfo instance)
+    : store_(store), counters_(counters), authorizer_(authorizer), instance_(std::move(instance)) {}
 
-grpc::Status FilterService::Status(grpc::ServerContext*, const v1::StatusRequest*,
+grpc::Status FilterService::Allow(const grpc::ServerContext& context, Access access,
+                                  const char* call) const {
+  absl::Status allowed = authorizer_->Check(context, access, call);
+  if (!allowed.ok()) spdlog::info("refused call={}: {}", call, allowed.message());
+  return ToGrpcStatus(allowed);
+}
+
+grpc::Status FilterService::Status(grpc::ServerContext* context, const v1::StatusRequest*,
                                    v1::StatusResponse* response) {
+  if (grpc::Status allowed = Allow(*context, Access::kRead, "Status"); !allowed.ok()) return allowed;
   counters_->Increment(kStatusMethod);
   auto uptime = std::chrono::steady_clock::now() - instance_.started;
 
@@ -38,15 +47,17 @@ grpc::Status FilterService::Status(grpc::ServerContext*, const v1::StatusRequest
   return grpc::Status::OK;
 }
 
-grpc::Status FilterService::ListRules(grpc::ServerContext*, const v1::ListRulesRequest*,
+grpc::Status FilterService::ListRules(grpc::ServerContext* context, const v1::ListRulesRequest*,
                                       v1::ListRulesResponse* response) {
+  if (grpc::Status allowed = Allow(*context, Access::kRead, "ListRules"); !allowed.ok()) return allowed;
   counters_->Increment(kListRulesMethod);
   for (Rule& rule : store_->List()) *response->add_rules() = std::move(rule);
   return grpc::Status::OK;
 }
 
-grpc::Status FilterService::AddRule(grpc::ServerContext*, const v1::AddRuleRequest* request,
+grpc::Status FilterService::AddRule(grpc::ServerContext* context, const v1::AddRuleRequest* request,
                                     v1::AddRuleResponse* response) {
+  if (grpc::Status allowed = Allow(*context, Access::kAdmin, "AddRule"); !allowed.ok()) return allowed;
   counters_->Increment(kAddRuleMethod);
   absl::StatusOr<RuleStore::AddResult> result = store_->Add(request->rule());
   if (!result.ok()) {
@@ -59,8 +70,9 @@ grpc::Status FilterService::AddRule(grpc::ServerContext*, const v1::AddRuleReque
   return grpc::Status::OK;
 }
 
-grpc::Status FilterService::RemoveRule(grpc::ServerContext*, const v1::RemoveRuleRequest* request,
+grpc::Status FilterService::RemoveRule(grpc::ServerContext* context, const v1::RemoveRuleRequest* request,
                                        v1::RemoveRuleResponse* response) {
+  if (grpc::Status allowed = Allow(*context, Access::kAdmin, "RemoveRule"); !allowed.ok()) return allowed;
   counters_->Increment(kRemoveRuleMethod);
   absl::StatusOr<size_t> removed = store_->Remove(request->domain(), request->match());
   if (!removed.ok()) {

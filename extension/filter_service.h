@@ -1,7 +1,8 @@
 // FilterService answers nehost.filter.v1.Filter: the extension's status and its rule list.
 //
-// It owns neither the RuleStore nor the MethodCounters, which must outlive it; every call it
-// serves is counted there, by method. Handlers run on gRPC's threads and may run at once; they
+// It owns neither the RuleStore, the MethodCounters nor the Authorizer, which must outlive it;
+// every call it serves is counted there, by method. Status and ListRules need read access,
+// AddRule and RemoveRule admin access. Handlers run on gRPC's threads and may run at once; they
 // share nothing but the store and the counters, which are thread safe. AddRule and RemoveRule
 // block until the rule file is on disk.
 #pragma once
@@ -10,6 +11,7 @@
 #include <cstdint>
 #include <string>
 
+#include "common/access_policy.h"
 #include "extension/method_counters.h"
 #include "extension/rule_store.h"
 #include "nehost/filter/v1/filter.grpc.pb.h"
@@ -27,7 +29,8 @@ struct InstanceInfo {
 
 class FilterService final : public v1::Filter::Service {
  public:
-  FilterService(RuleStore* store, MethodCounters* counters, InstanceInfo instance);
+  FilterService(RuleStore* store, MethodCounters* counters, const Authorizer* authorizer,
+                InstanceInfo instance);
 
   grpc::Status Status(grpc::ServerContext* context, const v1::StatusRequest* request,
                       v1::StatusResponse* response) override;
@@ -39,8 +42,11 @@ class FilterService final : public v1::Filter::Service {
                           v1::RemoveRuleResponse* response) override;
 
  private:
+  grpc::Status Allow(const grpc::ServerContext& context, Access access, const char* call) const;
+
   RuleStore* const store_;
   MethodCounters* const counters_;
+  const Authorizer* const authorizer_;
   const InstanceInfo instance_;
 };
 

@@ -34,14 +34,17 @@ absl::StatusOr<std::unique_ptr<Generation>> Generation::Start(RuleStore* store, 
   std::unique_ptr<Generation> generation(new Generation(store, std::move(options)));
 
   absl::StatusOr<std::unique_ptr<FdServer>> server =
-      FdServer::Start({&generation->service_}, {serving_fd});
+      FdServer::Start({&generation->service_}, {serving_fd}, &generation->connections_);
   if (!server.ok()) return server.status();
   generation->server_ = *std::move(server);
   return generation;
 }
 
 Generation::Generation(RuleStore* store, Options options)
-    : store_(store), options_(std::move(options)), service_(store, &counters_, options_.instance) {}
+    : store_(store),
+      options_(std::move(options)),
+      authorizer_(options_.access, &connections_),
+      service_(store, &counters_, &authorizer_, options_.instance) {}
 
 void Generation::Stop(absl::Duration grace) {
   stopping_ = true;

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/access_policy.h"
 #include "common/grpc_server.h"
 #include "common/listen_fds.h"
 #include "extension/control_server.h"
@@ -36,6 +37,8 @@ class Generation final : public ControlHandler {
     std::vector<InheritedSocket> inherited;
     // Runs on the control thread once the reply to a drain is written: time to exit.
     std::function<void()> on_drained;
+    // Who may call what on the service socket.
+    AccessPolicy access = AccessPolicy::RootOnly();
   };
 
   // Starts serving on options.serving_fd.
@@ -64,6 +67,9 @@ class Generation final : public ControlHandler {
   RuleStore* const store_;
   const Options options_;
   MethodCounters counters_;
+  // Filled by the server's accept loop; the authorizer finds each call's caller there.
+  ConnectionTable connections_;
+  Authorizer authorizer_;
   FilterService service_;
   std::atomic<bool> stopping_{false};
 

@@ -27,6 +27,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/access_policy.h"
 #include "common/failpoint.h"
 #include "common/files.h"
 #include "common/listen_fds.h"
@@ -53,7 +54,8 @@ constexpr absl::Duration kShutdownGrace = absl::Seconds(5);
 
 constexpr char kGrpcSocketName[] = "grpc";
 
-constexpr char kHelp[] = R"(usage: nehost-filter [--listen PATH] [--state-dir DIR] [-v]
+constexpr char kHelp[] = R"(usage: nehost-filter [--listen PATH] [--state-dir DIR] [--admin-group GROUP]
+                     [--reader-group GROUP] [-v]
 
 Serves nehost.filter.v1 (status and domain rules), grpc.health.v1 and server reflection
 over gRPC on a Unix socket, until SIGTERM, SIGINT, or a drain from nehostd.
@@ -70,6 +72,11 @@ Control: when NEHOST_CONTROL_SOCKET=PATH is set, as nehostd sets it, it listens 
 (mode 0600) before READY=1 and answers nehostd's health, take_listeners, drain and
 import_state requests there. After a drain it exits 0.
 
+Access: uid 0 and this process's own uid may call anything; members of the admin group may
+also change rules, members of the reader group may read status and rules; anyone else gets
+PERMISSION_DENIED. nehostd passes its own groups in NEHOST_ADMIN_GROUP and
+NEHOST_READER_GROUP. A socket it binds itself gets the reader group (else the admin group).
+
 State: the rules live in DIR/rules.json; DIR must exist. Status reports NEHOST_GENERATION
 and NEHOST_SERVICE, which nehostd sets, and the calls served since the service first started.
 
@@ -83,6 +90,8 @@ Exit status: 0 after a stop signal or a drain, 1 on a runtime failure, 2 on a us
 struct Flags {
   std::string listen_path;
   std::string state_dir;
+  std::string admin_group;
+  std::string reader_group;
   bool verbose = false;
 };
 
@@ -126,6 +135,10 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
        "bind this Unix socket when not socket-activated")  //
       ("state-dir", po::value(&flags->state_dir)->value_name("DIR"),
        "folder of rules.json (default: $STATE_DIRECTORY)")                       //
+      ("admin-group", po::value(&flags->admin_group)->value_name("GROUP"),
+       "group that may change rules (default: $NEHOST_ADMIN_GROUP)")  //
+      ("reader-group", po::value(&flags->reader_group)->value_name("GROUP"),
+       "group that may read status and rules (default: $NEHOST_READER_GROUP)")  //
       ("verbose,v", po::bool_switch(&flags->verbose), "log routine detail too")  //
       ("help", "print this help and exit")                                       //
       ("version", "print the version and exit");
@@ -213,6 +226,21 @@ absl::StatusOr<InstanceInfo> InstanceFromEnvironment() {
   return instance;
 }
 
+// The flags' groups, else the ones nehostd passes down.
+absl::StatusOr<AccessPolicy> AccessFromFlags(const Flags& flags) {
+  auto group = [](const std::string& flag, const char* variable) {
+    const char* inherited = std::getenv(variable);
+    return !flag.empty() || inherited == nullptr ? flag : std::string(inherited);
+  };
+  absl::StatusOr<AccessPolicy> access = AccessPolicy::Create(
+      group(flags.admin_group, "NEHOST_ADMIN_GROUP"), group(flags.reader_group, "NEHOST_READER_GROUP"));
+  if (!access.ok()) {
+    return absl::Status(access.status().code(),
+                        absl::StrCat("access policy: ", access.status().message()));
+  }
+  return access;
+}
+
 absl::StatusOr<Listener> InheritedListener(const std::vector<InheritedSocket>& sockets) {
   int fd = FindInheritedSocket(sockets, kGrpcSocketName);
   if (fd < 0 && sockets.size() == 1) fd = sockets.front().fd;
@@ -225,7 +253,7 @@ absl::StatusOr<Listener> InheritedListener(const std::vector<InheritedSocket>& s
                    kGrpcSocketName, " (LISTEN_FDNAMES=", absl::StrJoin(names, ":"), ")"));
 }
 
-absl::StatusOr<Listener> ChooseListener(const Flags& flags,
+absl::StatusOr<Listener> ChooseListener(const Flags& flags, const AccessPolicy& access,
                                         const std::vector<InheritedSocket>& inherited) {
   if (!inherited.empty()) {
     if (!flags.listen_path.empty()) {
@@ -234,7 +262,8 @@ absl::StatusOr<Listener> ChooseListener(const Flags& flags,
     return InheritedListener(inherited);
   }
 
-  absl::StatusOr<UniqueFd> bound = ListenUnix(flags.listen_path, 0660);
+  absl::StatusOr<UniqueFd> bound =
+      ListenUnix(flags.listen_path, 0660, access.socket_group().value_or(kKeepGroup));
   if (!bound.ok()) return bound.status();
   int fd = bound->get();
   return Listener{fd, false, *std::move(bound)};
@@ -288,13 +317,14 @@ int StopAfterSignal(int signal, std::unique_ptr<ControlServer> control, Generati
 }
 
 int Serve(const Listener& listener, const std::vector<InheritedSocket>& inherited, RuleStore* store,
-          InstanceInfo instance, const sigset_t& stop_signals) {
+          InstanceInfo instance, AccessPolicy access, const sigset_t& stop_signals) {
   absl::StatusOr<StopWaiter> waiter = StopWaiter::Create(stop_signals);
   if (!waiter.ok()) return RuntimeFailure(waiter.status());
 
   uint64_t number = instance.generation;
   absl::StatusOr<std::unique_ptr<Generation>> generation = Generation::Start(
-      store, {std::move(instance), listener.fd, inherited, [&] { waiter->NotifyDrained(); }});
+      store, {std::move(instance), listener.fd, inherited, [&] { waiter->NotifyDrained(); },
+              std::move(access)});
   if (!generation.ok()) return RuntimeFailure(generation.status());
   spdlog::info("serving socket={} activated={} generation={} version={}", SocketPathOf(listener.fd),
                listener.activated, number, kVersion);
@@ -327,9 +357,12 @@ int Run(const Flags& flags, const sigset_t& stop_signals) {
   absl::StatusOr<std::unique_ptr<RuleStore>> store = RuleStore::Open(flags.state_dir);
   if (!store.ok()) return RuntimeFailure(store.status());
 
-  absl::StatusOr<Listener> listener = ChooseListener(flags, *inherited);
+  absl::StatusOr<AccessPolicy> access = AccessFromFlags(flags);
+  if (!access.ok()) return RuntimeFailure(access.status());
+  absl::StatusOr<Listener> listener = ChooseListener(flags, *access, *inherited);
   if (!listener.ok()) return RuntimeFailure(listener.status());
-  return Serve(*listener, *inherited, store->get(), *std::move(instance), stop_signals);
+  return Serve(*listener, *inherited, store->get(), *std::move(instance), *std::move(access),
+               stop_signals);
 }
 
 int Main(int argc, char** argv) {

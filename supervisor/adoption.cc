@@ -161,6 +161,7 @@ bool Supervisor::TryAdopt(Service& service) {
   Failpoint("adopt.after_take_listeners");
   service.listeners = std::move(listeners);
   service.listener_names.assign(taken->listener_names().begin(), taken->listener_names().end());
+  RecordEndpointListener(service);
   auto generation = std::make_shared<Generation>();
   generation->number = registration.generation();
   generation->pid = pid;

@@ -14,6 +14,7 @@
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
+#include "common/access_policy.h"
 #include "common/failpoint.h"
 #include "common/files.h"
 #include "common/grpc_server.h"
@@ -21,6 +22,7 @@
 #include "common/log.h"
 #include "common/unix_socket.h"
 #include "common/version.h"
+#include "supervisor/service_config.h"
 #include "supervisor/supervisor.h"
 #include "supervisor/supervisor_service.h"
 
@@ -131,10 +133,24 @@ int WaitForSignal(const sigset_t& signals) {
 
 // The socket nehostd.sock, inherited across a re-execution (or from systemd's socket
 // activation) so that clients wait in its backlog instead of being refused; else bound anew.
-absl::StatusOr<UniqueFd> TakeOrBindControlSocket(const std::string& path) {
+absl::StatusOr<UniqueFd> TakeOrBindControlSocket(const std::string& path, gid_t group) {
   absl::StatusOr<std::vector<InheritedSocket>> inherited = TakeListenFds();
   if (inherited.ok() && inherited->size() == 1) return UniqueFd((*inherited)[0].fd);
-  return ListenUnix(path, 0660);
+  return ListenUnix(path, 0660, group);
+}
+
+// CONFIG/nehostd.textproto's access policy; its groups must exist.
+absl::StatusOr<AccessPolicy> LoadAccessPolicy(const std::string& config_dir) {
+  absl::StatusOr<v1::NehostdConfig> config = LoadNehostdConfig(config_dir);
+  if (!config.ok()) return config.status();
+  absl::StatusOr<AccessPolicy> policy =
+      AccessPolicy::Create(config->access().admin_group(), config->access().reader_group());
+  if (!policy.ok()) {
+    return absl::Status(policy.status().code(),
+                        absl::StrCat(config_dir, "/", kNehostdConfigFile, ": access: ",
+                                     policy.status().message()));
+  }
+  return policy;
 }
 
 // Re-executes this program with the same arguments, handing nehostd.sock over as fd 3 the
@@ -150,8 +166,14 @@ absl::Status ReexecSelf(char** argv, UniqueFd control_socket) {
   return ErrnoStatus(errno, "execv", "/proc/self/exe");
 }
 
-int Run(const Flags& flags, char** argv) {
-  const SupervisorOptions& options = flags.options;
+int Run(Flags flags, char** argv) {
+  SupervisorOptions& options = flags.options;
+  absl::StatusOr<AccessPolicy> access = LoadAccessPolicy(options.config_dir);
+  if (!access.ok()) {
+    spdlog::error("cannot start: {}", access.status().message());
+    return kExitFailure;
+  }
+  options.access = *std::move(access);
   absl::StatusOr<UniqueFd> lock = LockRuntimeDir(options.runtime_dir);
   if (!lock.ok()) {
     spdlog::error("cannot start: {}", lock.status().message());
@@ -159,7 +181,9 @@ int Run(const Flags& flags, char** argv) {
   }
 
   Supervisor supervisor(options, MakeProcessLauncher());
-  SupervisorService service(&supervisor, [] {
+  ConnectionTable connections;
+  Authorizer authorizer(options.access, &connections);
+  SupervisorService service(&supervisor, &authorizer, [] {
     reexec_requested = true;
     ::kill(::getpid(), SIGUSR1);
   });
@@ -167,7 +191,8 @@ int Run(const Flags& flags, char** argv) {
   // Bound before the services start, so an early client waits in the backlog instead of
   // being refused.
   std::string socket_path = supervisor.control_socket_path();
-  absl::StatusOr<UniqueFd> listener = TakeOrBindControlSocket(socket_path);
+  absl::StatusOr<UniqueFd> listener =
+      TakeOrBindControlSocket(socket_path, options.access.socket_group().value_or(kKeepGroup));
   if (!listener.ok()) {
     spdlog::error("cannot start: {}", listener.status().message());
     return kExitFailure;
@@ -176,15 +201,16 @@ int Run(const Flags& flags, char** argv) {
     spdlog::error("cannot start: {}", started.message());
     return kExitFailure;
   }
-  absl::StatusOr<std::unique_ptr<FdServer>> server = FdServer::Start({&service}, {listener->get()});
+  absl::StatusOr<std::unique_ptr<FdServer>> server =
+      FdServer::Start({&service}, {listener->get()}, &connections);
   if (!server.ok()) {
     spdlog::error("cannot serve {}: {}", socket_path, server.status().message());
     supervisor.Shutdown();
     return kExitFailure;
   }
 
-  spdlog::info("serving socket={} version={} config_dir={} state_dir={}", socket_path, kVersion,
-               options.config_dir, options.state_dir);
+  spdlog::info("serving socket={} version={} config_dir={} state_dir={} {}", socket_path,
+               kVersion, options.config_dir, options.state_dir, options.access.Describe());
   sd_notify(0, "READY=1\nSTATUS=supervising");
 
   sigset_t signals;

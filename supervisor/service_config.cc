@@ -110,6 +110,23 @@ absl::StatusOr<ServiceDefinition> ParseServiceDefinition(const std::string& text
   return definition;
 }
 
+absl::StatusOr<nehost::supervisor::v1::NehostdConfig> LoadNehostdConfig(
+    const std::string& config_dir) {
+  std::string path = absl::StrCat(config_dir, "/", kNehostdConfigFile);
+  nehost::supervisor::v1::NehostdConfig config;
+  absl::StatusOr<std::string> text = ReadFile(path);
+  if (absl::IsNotFound(text.status())) return config;
+  if (!text.ok()) return text.status();
+
+  google::protobuf::TextFormat::Parser parser;
+  FirstError errors;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(*text, &config)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", errors.error()));
+  }
+  return config;
+}
+
 ServiceDefinition EmbeddedDefaultDefinition(const std::string& self_dir) {
   ServiceDefinition definition;
   definition.set_name(kDefaultServiceName);

@@ -45,6 +45,13 @@ absl::StatusOr<ServiceDefinition> ParseServiceDefinition(const std::string& text
 // The definition of the embedded default: nehost-filter from self_dir.
 ServiceDefinition EmbeddedDefaultDefinition(const std::string& self_dir);
 
+inline constexpr char kNehostdConfigFile[] = "nehostd.textproto";
+
+// CONFIG/nehostd.textproto, a nehost.supervisor.v1.NehostdConfig in text format; the defaults
+// when there is no such file. An error names the file, the line and the cause.
+absl::StatusOr<nehost::supervisor::v1::NehostdConfig> LoadNehostdConfig(
+    const std::string& config_dir);
+
 // Reverse-DNS: at least two dot-separated labels of [a-z0-9-], at most 200 bytes.
 bool IsValidServiceName(const std::string& name);
 

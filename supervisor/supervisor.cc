@@ -229,14 +229,15 @@ absl::Status Supervisor::CreateListeners(Service& service) {
   service.listeners.clear();
   service.listener_names.clear();
 
-  absl::StatusOr<UniqueFd> grpc_socket = ListenUnix(path, 0660);
+  gid_t group = options_.access.socket_group().value_or(kKeepGroup);
+  absl::StatusOr<UniqueFd> grpc_socket = ListenUnix(path, 0660, group);
   if (!grpc_socket.ok()) return grpc_socket.status();
   service.listeners.push_back(std::move(*grpc_socket));
   service.listener_names.push_back("grpc");
 
   for (const auto& listener : service.definition.listeners()) {
     absl::StatusOr<UniqueFd> fd = absl::InternalError("no address");
-    if (listener.has_unix_path()) fd = ListenUnix(listener.unix_path(), 0660);
+    if (listener.has_unix_path()) fd = ListenUnix(listener.unix_path(), 0660, group);
     if (!listener.tcp().empty()) fd = BindInet(listener.tcp(), InetProtocol::kTcp);
     if (!listener.udp().empty()) fd = BindInet(listener.udp(), InetProtocol::kUdp);
     if (!fd.ok()) {
@@ -246,7 +247,18 @@ absl::Status Supervisor::CreateListeners(Service& service) {
     service.listeners.push_back(std::move(*fd));
     service.listener_names.push_back(listener.name());
   }
+  RecordEndpointListener(service);
   return absl::OkStatus();
+}
+
+void Supervisor::RecordEndpointListener(Service& service) {
+  // On a listening Unix socket, SO_PEERCRED names the process that called listen(): what a
+  // client connecting to the endpoint will see, even after that nehostd is gone.
+  absl::StatusOr<PeerCredentials> listener =
+      service.listeners.empty() ? absl::NotFoundError("no listener")
+                                : GetPeerCredentials(service.listeners.front().get());
+  service.registration->set_endpoint_listener_pid(listener.ok() ? listener->pid : 0);
+  service.registration->set_endpoint_listener_uid(listener.ok() ? listener->uid : 0);
 }
 
 void Supervisor::StopLeftoverProcess(const std::string& name, uint64_t generation, pid_t pid,
@@ -322,6 +334,12 @@ LaunchSpec Supervisor::BuildLaunchSpec(const Service& service, const Target& tar
   spec.environment.emplace_back(
       "NEHOST_CONTROL_SOCKET", ControlSocketPath(options_.runtime_dir, service.name(), generation));
   spec.environment.emplace_back("STATE_DIRECTORY", state_directory);
+  if (const std::optional<Group>& admin = options_.access.admin_group()) {
+    spec.environment.emplace_back("NEHOST_ADMIN_GROUP", std::to_string(admin->gid));
+  }
+  if (const std::optional<Group>& reader = options_.access.reader_group()) {
+    spec.environment.emplace_back("NEHOST_READER_GROUP", std::to_string(reader->gid));
+  }
 
   for (const UniqueFd& fd : service.listeners) spec.listen_fds.push_back(fd.get());
   spec.listen_fd_names = service.listener_names;

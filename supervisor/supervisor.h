@@ -34,6 +34,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/access_policy.h"
 #include "common/unique_fd.h"
 #include "nehost/supervisor/v1/supervisor.pb.h"
 #include "supervisor/backoff.h"
@@ -62,6 +63,9 @@ struct SupervisorOptions {
   // Off (--no-reconcile): trust the persisted registry as a naive supervisor would, without
   // verifying, adopting or replacing what it names. Exists to reproduce the field failure.
   bool reconcile = true;
+  // Who may call what, on nehostd and on every service: the sockets get its group, and each
+  // generation learns it through NEHOST_ADMIN_GROUP and NEHOST_READER_GROUP.
+  AccessPolicy access = AccessPolicy::RootOnly();
 };
 
 // Receives the steps of an upgrade as they happen; called without the supervisor's lock.
@@ -124,6 +128,7 @@ class Supervisor {
   void LoadRegistry() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AddService(ServiceDefinition definition) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CreateListeners(Service& service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RecordEndpointListener(Service& service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void StopLeftoverProcess(const std::string& name, uint64_t generation, pid_t pid,
                            uint64_t start_time_ticks);
 

@@ -27,41 +27,54 @@ grpc::Status Answer(const absl::StatusOr<Registration>& registration, Response* 
 
 }  // namespace
 
-grpc::Status SupervisorService::Lookup(grpc::ServerContext*, const v1::LookupRequest* request,
+grpc::Status SupervisorService::Allow(const grpc::ServerContext& context, Access access,
+                                      const char* call) const {
+  absl::Status allowed = authorizer_->Check(context, access, call);
+  if (!allowed.ok()) spdlog::info("refused call={}: {}", call, allowed.message());
+  return ToGrpcStatus(allowed);
+}
+
+grpc::Status SupervisorService::Lookup(grpc::ServerContext* context, const v1::LookupRequest* request,
                                        v1::LookupResponse* response) {
+  if (grpc::Status allowed = Allow(*context, Access::kRead, "Lookup"); !allowed.ok()) return allowed;
   if (grpc::Status valid = CheckName(request->name()); !valid.ok()) return valid;
   uint32_t wait_ms = std::min(request->wait_ms(), kMaxLookupWaitMs);
   return Answer(supervisor_->Lookup(request->name(), absl::Milliseconds(wait_ms)), response);
 }
 
-grpc::Status SupervisorService::List(grpc::ServerContext*, const v1::ListRequest*,
+grpc::Status SupervisorService::List(grpc::ServerContext* context, const v1::ListRequest*,
                                      v1::ListResponse* response) {
+  if (grpc::Status allowed = Allow(*context, Access::kRead, "List"); !allowed.ok()) return allowed;
   for (Registration& registration : supervisor_->List()) {
     *response->add_registrations() = std::move(registration);
   }
   return grpc::Status::OK;
 }
 
-grpc::Status SupervisorService::Start(grpc::ServerContext*, const v1::StartRequest* request,
+grpc::Status SupervisorService::Start(grpc::ServerContext* context, const v1::StartRequest* request,
                                       v1::StartResponse* response) {
+  if (grpc::Status allowed = Allow(*context, Access::kAdmin, "Start"); !allowed.ok()) return allowed;
   if (grpc::Status valid = CheckName(request->name()); !valid.ok()) return valid;
   return Answer(supervisor_->StartService(request->name()), response);
 }
 
-grpc::Status SupervisorService::Stop(grpc::ServerContext*, const v1::StopRequest* request,
+grpc::Status SupervisorService::Stop(grpc::ServerContext* context, const v1::StopRequest* request,
                                      v1::StopResponse* response) {
+  if (grpc::Status allowed = Allow(*context, Access::kAdmin, "Stop"); !allowed.ok()) return allowed;
   if (grpc::Status valid = CheckName(request->name()); !valid.ok()) return valid;
   return Answer(supervisor_->StopService(request->name()), response);
 }
 
-grpc::Status SupervisorService::Restart(grpc::ServerContext*, const v1::RestartRequest* request,
+grpc::Status SupervisorService::Restart(grpc::ServerContext* context, const v1::RestartRequest* request,
                                         v1::RestartResponse* response) {
+  if (grpc::Status allowed = Allow(*context, Access::kAdmin, "Restart"); !allowed.ok()) return allowed;
   if (grpc::Status valid = CheckName(request->name()); !valid.ok()) return valid;
   return Answer(supervisor_->RestartService(request->name()), response);
 }
 
 grpc::Status SupervisorService::Watch(grpc::ServerContext* context, const v1::WatchRequest* request,
                                       grpc::ServerWriter<v1::Event>* writer) {
+  if (grpc::Status allowed = Allow(*context, Access::kRead, "Watch"); !allowed.ok()) return allowed;
   if (!request->name().empty()) {
     bool known = false;
     for (const Registration& registration : supervisor_->List()) {
@@ -89,6 +102,7 @@ grpc::Status SupervisorService::Watch(grpc::ServerContext* context, const v1::Wa
 grpc::Status SupervisorService::Upgrade(grpc::ServerContext* context,
                                         const v1::UpgradeRequest* request,
                                         grpc::ServerWriter<v1::UpgradeProgress>* writer) {
+  if (grpc::Status allowed = Allow(*context, Access::kAdmin, "Upgrade"); !allowed.ok()) return allowed;
   if (grpc::Status valid = CheckName(request->name()); !valid.ok()) return valid;
 
   // A caller that goes away does not stop the upgrade: it runs to its end either way.
@@ -100,8 +114,9 @@ grpc::Status SupervisorService::Upgrade(grpc::ServerContext* context,
   return ToGrpcStatus(done.status());
 }
 
-grpc::Status SupervisorService::Doctor(grpc::ServerContext*, const v1::DoctorRequest* request,
+grpc::Status SupervisorService::Doctor(grpc::ServerContext* context, const v1::DoctorRequest* request,
                                        v1::DoctorResponse* response) {
+  if (grpc::Status allowed = Allow(*context, Access::kRead, "Doctor"); !allowed.ok()) return allowed;
   if (grpc::Status valid = CheckName(request->name()); !valid.ok()) return valid;
   absl::StatusOr<v1::DoctorResponse> report = supervisor_->Doctor(request->name());
   if (!report.ok()) return ToGrpcStatus(report.status());
@@ -109,8 +124,9 @@ grpc::Status SupervisorService::Doctor(grpc::ServerContext*, const v1::DoctorReq
   return grpc::Status::OK;
 }
 
-grpc::Status SupervisorService::Reexec(grpc::ServerContext*, const v1::ReexecRequest*,
+grpc::Status SupervisorService::Reexec(grpc::ServerContext* context, const v1::ReexecRequest*,
                                        v1::ReexecResponse* response) {
+  if (grpc::Status allowed = Allow(*context, Access::kAdmin, "Reexec"); !allowed.ok()) return allowed;
   response->set_pid(::getpid());
   spdlog::info("re-execution requested");
   on_reexec_();

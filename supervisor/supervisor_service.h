@@ -1,12 +1,14 @@
 // The gRPC face of the Supervisor: nehost.supervisor.v1.Supervisor on RUNTIME/nehostd.sock.
 //
 // Handlers only translate: requests into Supervisor calls, absl statuses into gRPC ones
-// (once, here). Thread safe, as the Supervisor is; Lookup blocks while a service starts and
-// Watch for as long as the caller keeps the stream.
+// (once, here), after the authorizer has let the caller in: Lookup, List, Watch and Doctor
+// need read access, the others admin access. Thread safe, as the Supervisor is; Lookup blocks
+// while a service starts and Watch for as long as the caller keeps the stream.
 #pragma once
 
 #include <functional>
 
+#include "common/access_policy.h"
 #include "nehost/supervisor/v1/supervisor.grpc.pb.h"
 #include "supervisor/supervisor.h"
 
@@ -16,8 +18,10 @@ class SupervisorService final : public nehost::supervisor::v1::Supervisor::Servi
  public:
   // on_reexec is called from a handler thread when a client asks nehostd to re-execute; it
   // must only arrange for that to happen once the call has been answered.
-  SupervisorService(Supervisor* supervisor, std::function<void()> on_reexec)
-      : supervisor_(supervisor), on_reexec_(std::move(on_reexec)) {}
+  // The authorizer must outlive the service.
+  SupervisorService(Supervisor* supervisor, const Authorizer* authorizer,
+                    std::function<void()> on_reexec)
+      : supervisor_(supervisor), authorizer_(authorizer), on_reexec_(std::move(on_reexec)) {}
 
   grpc::Status Lookup(grpc::ServerContext* context, const v1::LookupRequest* request,
                       v1::LookupResponse* response) override;
@@ -39,7 +43,10 @@ class SupervisorService final : public nehost::supervisor::v1::Supervisor::Servi
                       v1::ReexecResponse* response) override;
 
  private:
+  grpc::Status Allow(const grpc::ServerContext& context, Access access, const char* call) const;
+
   Supervisor* supervisor_;
+  const Authorizer* authorizer_;
   std::function<void()> on_reexec_;
 };
 
