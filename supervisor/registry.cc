@@ -26,11 +26,13 @@ absl::Status Registry::Load() {
   return absl::OkStatus();
 }
 
-absl::Status Registry::Save() const {
+absl::Status Registry::Save() const { return WriteJsonProto(path_, Snapshot()); }
+
+nehost::supervisor::v1::RegistryFile Registry::Snapshot() const {
   nehost::supervisor::v1::RegistryFile file;
   file.set_schema_version(kRegistrySchemaVersion);
   for (const auto& [name, registration] : registrations_) *file.add_registrations() = registration;
-  return WriteJsonProto(path_, file);
+  return file;
 }
 
 const Registration* Registry::Find(const std::string& name) const {

@@ -1,10 +1,11 @@
 // The registry: what nehostd knows of each service name, persisted in STATE/registry.json.
 //
-// Registry holds one Registration per name in memory and writes the whole file atomically
-// on Save (temporary file, fsync, rename, fsync of the folder), so a crash mid-write leaves
-// the last good copy. Load refuses a file that does not parse and leaves it where it is for
-// an operator to inspect. Not thread safe: the Supervisor serialises access under its lock.
-// Save blocks on the disk.
+// Registry holds one Registration per name in memory. Save writes the whole file atomically
+// (temporary file, fsync, rename, fsync of the folder), so a crash mid-write leaves the last
+// good copy; nehostd itself hands a Snapshot to a RegistryWriter instead, which writes it the
+// same way without its lock held. Load refuses a file that does not parse and leaves it
+// where it is for an operator to inspect. Not thread safe: the Supervisor serialises access
+// under its lock. Save blocks on the disk.
 #pragma once
 
 #include <map>
@@ -30,6 +31,8 @@ class Registry {
   absl::Status Load();
 
   absl::Status Save() const;
+  // The file's contents, as Save writes them.
+  nehost::supervisor::v1::RegistryFile Snapshot() const;
 
   const Registration* Find(const std::string& name) const;
   Registration& FindOrAdd(const std::string& name);

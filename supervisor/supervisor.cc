@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -103,7 +104,8 @@ std::string StopReasonName(StopReason reason) {
 Supervisor::Supervisor(SupervisorOptions options, std::unique_ptr<Launcher> launcher)
     : options_(std::move(options)),
       launcher_(std::move(launcher)),
-      registry_(options_.state_dir + "/registry.json") {}
+      registry_(options_.state_dir + "/registry.json"),
+      registry_writer_(options_.state_dir + "/registry.json") {}
 
 Supervisor::~Supervisor() { Shutdown(); }
 
@@ -376,7 +378,7 @@ void Supervisor::WatchPidfd(const GenerationPtr& generation) {
 }
 
 absl::StatusOr<Supervisor::PreparedLaunch> Supervisor::PrepareLaunch(Service& service,
-                                                                      const Target& target) {
+                                                                     const Target& target) {
   Registration& registration = *service.registration;
   uint64_t number = std::max(registration.generation(), registration.last_generation()) + 1;
   std::string state_dir = absl::StrCat(options_.state_dir, "/services/", service.name());
@@ -714,18 +716,11 @@ void Supervisor::Publish(const Service& service, const std::string& kind,
   events_.Publish(event);
 }
 
-void Supervisor::Persist() {
-  absl::Status saved = registry_.Save();
-  if (saved.ok()) {
-    last_persist_error_.clear();
-    return;
-  }
-  // Said once per distinct cause: a full disk would otherwise flood the log.
-  if (last_persist_error_ != saved.message()) {
-    last_persist_error_ = std::string(saved.message());
-    spdlog::error("registry write failed, keeping the state in memory: {}", saved.message());
-  }
-}
+void Supervisor::Persist() { registry_writer_.Submit(registry_.Snapshot()); }
+
+// A failed write is logged by the writer and keeps the state in memory; the next snapshot
+// tries again, so the caller goes on either way.
+void Supervisor::AwaitPersisted() { registry_writer_.Flush().IgnoreError(); }
 
 absl::Status Supervisor::VerifyOwner(const Service& service) const {
   const Registration& registration = *service.registration;
@@ -826,6 +821,9 @@ std::vector<Registration> Supervisor::List() {
 }
 
 absl::StatusOr<Registration> Supervisor::StartService(const std::string& name) {
+  // Runs after the lock is released: the answer waits until the change is on disk, so that
+  // a nehostd killed right after it still knows what was asked.
+  absl::Cleanup persisted = [this] { AwaitPersisted(); };
   absl::MutexLock lock(&mu_);
   absl::StatusOr<Service*> found = Find(name);
   if (!found.ok()) return found.status();
@@ -846,6 +844,7 @@ absl::StatusOr<Registration> Supervisor::StartService(const std::string& name) {
 }
 
 absl::StatusOr<Registration> Supervisor::StopService(const std::string& name) {
+  absl::Cleanup persisted = [this] { AwaitPersisted(); };  // as in StartService
   absl::MutexLock lock(&mu_);
   absl::StatusOr<Service*> found = Find(name);
   if (!found.ok()) return found.status();
@@ -867,6 +866,7 @@ absl::StatusOr<Registration> Supervisor::StopService(const std::string& name) {
 }
 
 absl::StatusOr<Registration> Supervisor::RestartService(const std::string& name) {
+  absl::Cleanup persisted = [this] { AwaitPersisted(); };  // as in StartService
   absl::MutexLock lock(&mu_);
   absl::StatusOr<Service*> found = Find(name);
   if (!found.ok()) return found.status();
@@ -931,6 +931,7 @@ void Supervisor::Shutdown() {
     Wake();
   }
   loop_.join();
+  AwaitPersisted();
   events_.Close();
   spdlog::info("stopped every service");
 }
@@ -947,6 +948,8 @@ void Supervisor::Detach() {
     Wake();
   }
   loop_.join();
+  // The next image reads the file as soon as this one execs.
+  AwaitPersisted();
   events_.Close();
   spdlog::info("detached from every service; they keep running for the next nehostd");
 }

@@ -42,6 +42,7 @@
 #include "supervisor/launcher.h"
 #include "supervisor/notify.h"
 #include "supervisor/registry.h"
+#include "supervisor/registry_writer.h"
 #include "supervisor/service_config.h"
 
 namespace nehost::supervisor {
@@ -207,7 +208,10 @@ class Supervisor {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Publish(const Service& service, const std::string& kind, const std::string& message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Hands a snapshot of the registry to the writer; never blocks on the disk.
   void Persist() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Blocks until every snapshot handed over so far is on disk (or failed to be written).
+  void AwaitPersisted() ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status VerifyOwner(const Service& service) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<Service*> Find(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -223,13 +227,13 @@ class Supervisor {
   absl::Mutex mu_;
   absl::CondVar state_changed_;
   Registry registry_ ABSL_GUARDED_BY(mu_);
+  RegistryWriter registry_writer_;
   std::map<std::string, std::unique_ptr<Service>> services_ ABSL_GUARDED_BY(mu_);
   // Every watched pidfd, to the service and generation it belongs to.
   std::map<int, std::pair<Service*, GenerationPtr>> pidfds_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<NotifySocket> notify_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   bool loop_done_ ABSL_GUARDED_BY(mu_) = false;
-  std::string last_persist_error_ ABSL_GUARDED_BY(mu_);
   // Executable path to (file identity, sha256).
   std::map<std::string, std::pair<std::string, std::string>> digests_ ABSL_GUARDED_BY(mu_);
   // Upgrades that adoption started on its own, joined at shutdown.

@@ -2,6 +2,7 @@
 // registry once it serves, and a drain of its predecessor. DESIGN.md, "Upgrade".
 #include <signal.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/failpoint.h"
@@ -94,6 +95,10 @@ absl::StatusOr<UpgradeProgress> Supervisor::RunUpgrade(const std::string& name,
     ++unlocked_launches_;
   }
   if (absl::Status launched = LaunchCandidate(run, launch); !launched.ok()) return launched;
+  // The candidate must be on record before anything else happens to it: a nehostd killed
+  // from here on leaves a process that the next one has to find. The wait overlaps the
+  // candidate's own start-up.
+  AwaitPersisted();
   run.Report("launch",
              absl::StrCat("generation ", run.candidate->number, " pid ", run.candidate->pid,
                           " version ", run.target.version, " launched on the same sockets"));
@@ -256,6 +261,9 @@ absl::Status Supervisor::CheckCandidateServing(UpgradeRun& run) {
 }
 
 void Supervisor::SwitchToCandidate(UpgradeRun& run) {
+  // The old generation drains only once the switch is on disk: a nehostd killed during the
+  // drain must come back naming the new one.
+  absl::Cleanup persisted = [this] { AwaitPersisted(); };
   absl::MutexLock lock(&mu_);
   Service& service = *run.service;
   MakeCurrent(service, run.candidate);
