@@ -299,6 +299,20 @@ absl::StatusOr<sv::Registration> Host::Lookup(const std::string& name) const {
   return response.registration();
 }
 
+absl::StatusOr<sv::Registration> Host::LookupOnce(const std::string& name) const {
+  auto stub = sv::Supervisor::NewStub(DialUnix(runtime_dir_ + "/nehostd.sock"));
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + kLookupDeadline);
+  sv::LookupRequest request;
+  request.set_name(name);
+  sv::LookupResponse response;
+  grpc::Status status = stub->Lookup(&context, request, &response);
+  if (!status.ok()) {
+    return absl::UnavailableError(absl::StrCat("lookup ", name, ": ", status.error_message()));
+  }
+  return response.registration();
+}
+
 std::string Host::ServiceSocket(const std::string& name) const {
   return absl::StrCat(runtime_dir_, "/services/", name, ".sock");
 }

@@ -102,6 +102,9 @@ class Host {
 
   // Verified lookup, waiting for the service to be ready.
   absl::StatusOr<nehost::supervisor::v1::Registration> Lookup(const std::string& name) const;
+  // One Lookup on a connection of its own, without waiting for nehostd: what a new agent sees
+  // at this moment, free of the reconnect backoff that a channel to a killed nehostd is in.
+  absl::StatusOr<nehost::supervisor::v1::Registration> LookupOnce(const std::string& name) const;
   nehost::supervisor::v1::Supervisor::Stub* supervisor() const { return stub_.get(); }
 
   std::string ServiceSocket(const std::string& name) const;

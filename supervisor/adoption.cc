@@ -176,6 +176,7 @@ bool Supervisor::TryAdopt(Service& service) {
   WatchPidfd(generation);
   pidfds_[generation->pidfd.get()] = {&service, generation};
   service.current = std::move(generation);
+  service.owner_unrecorded = true;
 
   registration.clear_other_generations();
   registration.clear_upgrading_to();

@@ -15,6 +15,7 @@ BackoffPolicy BackoffPolicy::FromProto(const nehost::supervisor::v1::RestartPoli
   if (proto.crash_loop_window_ms() > 0) {
     policy.crash_loop_window = absl::Milliseconds(proto.crash_loop_window_ms());
   }
+  policy.delay_first_restart = proto.delay_first_restart();
   policy.max = std::max(policy.max, policy.initial);
   return policy;
 }
@@ -25,8 +26,15 @@ BackoffSchedule::Decision BackoffSchedule::OnExit(absl::Time now, absl::Duration
   exits_.push_back(now);
   while (!exits_.empty() && now - exits_.front() > policy_.crash_loop_window) exits_.pop_front();
 
-  next_delay_ = next_delay_ == absl::ZeroDuration() ? policy_.initial
-                                                    : std::min(next_delay_ * 2, policy_.max);
+  ++streak_;
+  const int delayed_exits = policy_.delay_first_restart ? streak_ : streak_ - 1;
+  if (delayed_exits == 0) {
+    next_delay_ = absl::ZeroDuration();
+  } else if (delayed_exits == 1) {
+    next_delay_ = policy_.initial;
+  } else {
+    next_delay_ = std::min(next_delay_ * 2, policy_.max);
+  }
 
   Decision decision;
   decision.exits_in_window = static_cast<int>(exits_.size());
@@ -36,6 +44,7 @@ BackoffSchedule::Decision BackoffSchedule::OnExit(absl::Time now, absl::Duration
 }
 
 void BackoffSchedule::Reset() {
+  streak_ = 0;
   next_delay_ = absl::ZeroDuration();
   exits_.clear();
 }

@@ -1,9 +1,10 @@
 // Restart delays and crash-loop detection for one service, as a pure function of the exits
 // it is told about: no clock of its own, so tests drive it with made-up times.
 //
-// The delay starts at the policy's initial value and doubles with every exit, up to the
-// maximum. A process that served for reset_after before it exited starts the schedule
-// again. crash_loop_exits exits within crash_loop_window make a crash loop. Not thread safe.
+// The first exit of a schedule restarts at once (unless the policy delays it too); the next
+// waits the policy's initial value, and each further exit twice as long, up to the maximum.
+// A process that served for reset_after before it exited starts the schedule again.
+// crash_loop_exits exits within crash_loop_window make a crash loop. Not thread safe.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +21,7 @@ struct BackoffPolicy {
   absl::Duration reset_after = absl::Seconds(60);
   int crash_loop_exits = 5;
   absl::Duration crash_loop_window = absl::Seconds(60);
+  bool delay_first_restart = false;
 
   // The defaults above, overridden by each field the definition sets.
   static BackoffPolicy FromProto(const nehost::supervisor::v1::RestartPolicy& proto);
@@ -45,6 +47,8 @@ class BackoffSchedule {
 
  private:
   BackoffPolicy policy_;
+  // Exits since the schedule last started afresh.
+  int streak_ = 0;
   absl::Duration next_delay_ = absl::ZeroDuration();
   std::deque<absl::Time> exits_;
 };

@@ -122,8 +122,7 @@ class ProcessLauncher : public Launcher {
     // serving lookups, do not stall behind the copy. The child shares nehostd's memory until
     // exec, which ChildSetup allows for: it only writes this launch's own environment block.
     bp::child child(bp::exe(spec.executable), bp::args(spec.args), bp::env(BuildEnvironment(spec)),
-                    bp::posix::use_vfork,
-                    bp::extend::on_exec_setup([&setup](auto& executor) {
+                    bp::posix::use_vfork, bp::extend::on_exec_setup([&setup](auto& executor) {
                       if (int err = setup.Run(executor.env); err != 0) {
                         // In the child, set_error writes to Boost's error pipe, which the parent
                         // reads; the exec must then not go ahead.

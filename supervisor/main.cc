@@ -146,9 +146,9 @@ absl::StatusOr<AccessPolicy> LoadAccessPolicy(const std::string& config_dir) {
   absl::StatusOr<AccessPolicy> policy =
       AccessPolicy::Create(config->access().admin_group(), config->access().reader_group());
   if (!policy.ok()) {
-    return absl::Status(policy.status().code(),
-                        absl::StrCat(config_dir, "/", kNehostdConfigFile, ": access: ",
-                                     policy.status().message()));
+    return absl::Status(
+        policy.status().code(),
+        absl::StrCat(config_dir, "/", kNehostdConfigFile, ": access: ", policy.status().message()));
   }
   return policy;
 }
@@ -209,8 +209,8 @@ int Run(Flags flags, char** argv) {
     return kExitFailure;
   }
 
-  spdlog::info("serving socket={} version={} config_dir={} state_dir={} {}", socket_path,
-               kVersion, options.config_dir, options.state_dir, options.access.Describe());
+  spdlog::info("serving socket={} version={} config_dir={} state_dir={} {}", socket_path, kVersion,
+               options.config_dir, options.state_dir, options.access.Describe());
   sd_notify(0, "READY=1\nSTATUS=supervising");
 
   sigset_t signals;

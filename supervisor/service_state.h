@@ -73,6 +73,11 @@ struct Supervisor::Service {
   absl::Time deadline = absl::InfiniteFuture();
   bool relaunch_after_stop = false;
 
+  // The registry snapshot that first names the current owner, once one was handed to the
+  // writer: a lookup returns the owner only after that snapshot is on disk.
+  bool owner_unrecorded = false;
+  uint64_t owner_recorded_in = 0;
+
   const std::string& name() const { return definition.name(); }
   bool running() const { return current != nullptr && !current->exited; }
 

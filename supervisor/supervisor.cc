@@ -441,6 +441,7 @@ void Supervisor::MakeCurrent(Service& service, GenerationPtr generation) {
   registration.set_version(generation->version);
   registration.set_status_text(generation->status_text);
   service.current = std::move(generation);
+  service.owner_unrecorded = true;
 }
 
 void Supervisor::Launch(Service& service) {
@@ -716,7 +717,14 @@ void Supervisor::Publish(const Service& service, const std::string& kind,
   events_.Publish(event);
 }
 
-void Supervisor::Persist() { registry_writer_.Submit(registry_.Snapshot()); }
+void Supervisor::Persist() {
+  uint64_t sequence = registry_writer_.Submit(registry_.Snapshot());
+  for (auto& [name, service] : services_) {
+    if (!service->owner_unrecorded) continue;
+    service->owner_unrecorded = false;
+    service->owner_recorded_in = sequence;
+  }
+}
 
 // A failed write is logged by the writer and keeps the state in memory; the next snapshot
 // tries again, so the caller goes on either way.
@@ -768,6 +776,18 @@ absl::StatusOr<Supervisor::Service*> Supervisor::Find(const std::string& name) {
 }
 
 absl::StatusOr<Registration> Supervisor::Lookup(const std::string& name, absl::Duration wait) {
+  uint64_t owner_recorded_in = 0;
+  absl::StatusOr<Registration> found = LookupVerified(name, wait, &owner_recorded_in);
+  // An owner goes out only once the registry on disk names it too: a nehostd killed right
+  // after this answer must leave a process that the next one can find. After the first
+  // lookup of an owner, the snapshot is long written and this does not wait.
+  if (found.ok()) registry_writer_.WaitWritten(owner_recorded_in).IgnoreError();
+  return found;
+}
+
+absl::StatusOr<Registration> Supervisor::LookupVerified(const std::string& name,
+                                                        absl::Duration wait,
+                                                        uint64_t* owner_recorded_in) {
   if (wait <= absl::ZeroDuration()) wait = options_.lookup_wait;
   absl::Time deadline = absl::Now() + wait;
 
@@ -782,7 +802,10 @@ absl::StatusOr<Registration> Supervisor::Lookup(const std::string& name, absl::D
     switch (registration.state()) {
       case nehost::supervisor::v1::READY: {
         absl::Status verified = VerifyOwner(service);
-        if (verified.ok()) return registration;
+        if (verified.ok()) {
+          *owner_recorded_in = service.owner_recorded_in;
+          return registration;
+        }
         // A supervisor that trusts its record has nothing to wait for.
         if (service.current != nullptr && service.current->trusted_only) return verified;
         pending = verified;

@@ -214,6 +214,9 @@ class Supervisor {
   void AwaitPersisted() ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status VerifyOwner(const Service& service) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<Service*> Find(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Lookup without waiting for the disk; says which registry snapshot names the owner.
+  absl::StatusOr<Registration> LookupVerified(const std::string& name, absl::Duration wait,
+                                              uint64_t* owner_recorded_in) ABSL_LOCKS_EXCLUDED(mu_);
 
   void RunLoop();
   int MillisecondsToNextDeadline() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -154,7 +154,11 @@ absl::Status Supervisor::LaunchCandidate(UpgradeRun& run, const PreparedLaunch& 
   absl::MutexLock lock(&mu_);
   Service& service = *run.service;
   --unlocked_launches_;
-  if (unlocked_launches_ == 0) early_notifies_.clear();
+  // Only after the candidate has taken what it sent before it was registered: under load its
+  // READY=1 often arrives before this lock does.
+  absl::Cleanup forget_early_notifies = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (unlocked_launches_ == 0) early_notifies_.clear();
+  };
   if (!candidate.ok()) {
     ReleaseUpgradeSlot(service);
     return absl::Status(candidate.status().code(),

@@ -94,8 +94,9 @@ TEST_F(SupervisorTest, RulesSurviveKillNineOfTheExtension) {
 TEST_F(SupervisorTest, ClientConnectingDuringARestartIsServedByTheNextGeneration) {
   // A long first delay holds the service with no process for a second: the window in
   // which the connection below arrives.
-  nehostd_.WriteDefinition("filter.textproto",
-                           FilterDefinition(kFilter, "restart { initial_backoff_ms: 1000 }"));
+  nehostd_.WriteDefinition(
+      "filter.textproto",
+      FilterDefinition(kFilter, "restart { initial_backoff_ms: 1000 delay_first_restart: true }"));
   ASSERT_TRUE(nehostd_.Start());
   absl::StatusOr<Registration> first = nehostd_.Lookup(kFilter);
   ASSERT_TRUE(first.ok()) << first.status();
@@ -139,7 +140,7 @@ TEST_F(SupervisorTest, NeverReadyIsStoppedAndRecordedAsSuch) {
   nehostd_.WriteDefinition("sleeper.textproto",
                            "name: \"org.example.sleeper\"\nexecutable: \"/bin/sleep\"\n"
                            "args: \"600\"\nready_timeout_ms: 300\n"
-                           "restart { initial_backoff_ms: 60000 }\n");
+                           "restart { initial_backoff_ms: 60000 delay_first_restart: true }\n");
   ASSERT_TRUE(nehostd_.Start());
   ASSERT_TRUE(nehostd_.WaitForState("org.example.sleeper", v1::BACKOFF)) << nehostd_.Log();
 

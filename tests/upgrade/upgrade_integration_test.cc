@@ -362,7 +362,7 @@ TEST_F(UpgradeTest, HundredUpgradesInARowUnderLoad) {
 
   for (int i = 0; i < 100; ++i) {
     CommandResult upgrade = Upgrade(i % 2 == 0 ? "1.0.0" : "2.0.0");
-    ASSERT_EQ(upgrade.status.code, 0) << "upgrade " << i << ": " << upgrade.err;
+    ASSERT_EQ(upgrade.status.code, 0) << "upgrade " << i << ": " << upgrade.out << upgrade.err;
   }
   ASSERT_TRUE(agents.WaitForProgress(10, absl::Seconds(20))) << agents.FailureReport();
   agents.Stop();
