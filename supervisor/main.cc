@@ -146,11 +146,21 @@ absl::StatusOr<AccessPolicy> LoadAccessPolicy(const std::string& config_dir) {
   absl::StatusOr<AccessPolicy> policy =
       AccessPolicy::Create(config->access().admin_group(), config->access().reader_group());
   if (!policy.ok()) {
-    return absl::Status(policy.status().code(),
-                        absl::StrCat(config_dir, "/", kNehostdConfigFile, ": access: ",
-                                     policy.status().message()));
+    return absl::Status(
+        policy.status().code(),
+        absl::StrCat(config_dir, "/", kNehostdConfigFile, ": access: ", policy.status().message()));
   }
   return policy;
+}
+
+// What a re-execution runs: the path nehostd was started as, when it is absolute, so that after
+// a package upgrade moved PREFIX/current (nehostd started as PREFIX/current/bin/nehostd) nehostd
+// comes back as the new version; else the very binary that runs now.
+// TODO: check the new binary against its version's signed manifest first, as launches of
+// services are; today the package's install checked it, and whoever can write there is root.
+std::string ReexecPath(const char* argv0) {
+  if (argv0 != nullptr && argv0[0] == '/' && ::access(argv0, X_OK) == 0) return argv0;
+  return "/proc/self/exe";
 }
 
 // Re-executes this program with the same arguments, handing nehostd.sock over as fd 3 the
@@ -162,8 +172,9 @@ absl::Status ReexecSelf(char** argv, UniqueFd control_socket) {
   ::setenv("LISTEN_FDS", "1", 1);
   ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
   ::setenv("LISTEN_FDNAMES", "nehostd", 1);
-  ::execv("/proc/self/exe", argv);
-  return ErrnoStatus(errno, "execv", "/proc/self/exe");
+  const std::string path = ReexecPath(argv[0]);
+  ::execv(path.c_str(), argv);
+  return ErrnoStatus(errno, "execv", path);
 }
 
 int Run(Flags flags, char** argv) {
@@ -209,8 +220,8 @@ int Run(Flags flags, char** argv) {
     return kExitFailure;
   }
 
-  spdlog::info("serving socket={} version={} config_dir={} state_dir={} {}", socket_path,
-               kVersion, options.config_dir, options.state_dir, options.access.Describe());
+  spdlog::info("serving socket={} version={} config_dir={} state_dir={} {}", socket_path, kVersion,
+               options.config_dir, options.state_dir, options.access.Describe());
   sd_notify(0, "READY=1\nSTATUS=supervising");
 
   sigset_t signals;
@@ -222,7 +233,9 @@ int Run(Flags flags, char** argv) {
   while (signal == SIGUSR1 && !reexec_requested) signal = WaitForSignal(signals);
 
   if (signal == SIGUSR1) {
-    spdlog::info("re-executing; every service keeps running and is adopted by the new image");
+    spdlog::info(
+        "re-executing path={}; every service keeps running and is adopted by the new image",
+        ReexecPath(argv[0]));
     sd_notify(0, "RELOADING=1");
     supervisor.Detach();
     (*server)->Stop(absl::Seconds(1));
