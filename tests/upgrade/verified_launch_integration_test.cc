@@ -3,10 +3,12 @@
 // upgrade, and a refused upgrade leaves the running generation serving.
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/files.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -71,7 +73,12 @@ TEST_F(VerifiedLaunchTest, TamperedBinaryIsRefusedAtTheFirstLaunch) {
   ASSERT_TRUE(StartNehostd());
   ASSERT_TRUE(nehostd_.WaitForState(kFilter, v1::FAILED)) << nehostd_.Log();
 
-  CommandResult lookup = nehostd_.Ctl({"lookup", kFilter});
+  // A failed service is nehostd's answer, not a lost connection to retry on until the
+  // deadline; and the answer is the only line.
+  const absl::Time asked = absl::Now();
+  CommandResult lookup = nehostd_.Ctl({"--timeout-ms", "60000", "lookup", kFilter});
+  EXPECT_LT(absl::Now() - asked, absl::Seconds(30));
+  EXPECT_EQ(std::count(lookup.err.begin(), lookup.err.end(), '\n'), 1) << lookup.err;
   EXPECT_EQ(lookup.status.code, kUnavailable);
   EXPECT_THAT(lookup.err, HasSubstr("launch refused: executable " + Binary("1.0.0")));
   EXPECT_THAT(lookup.err, HasSubstr("the signed manifest does not vouch for"));
