@@ -472,6 +472,33 @@ absl::StatusOr<std::unique_ptr<TemporaryFolder>> Unpack(const std::string& archi
   return folder;
 }
 
+// A package that passed every check, and the folder its files are in: the source itself, or
+// the private folder its archive was extracted into, which goes with this object.
+struct CheckedPackage {
+  std::unique_ptr<TemporaryFolder> unpacked;
+  std::string folder;
+  SignedManifest signed_manifest;
+};
+
+// The signature first, then the manifest, then every file's sha256.
+absl::StatusOr<CheckedPackage> CheckPackage(const std::string& source, const Keyring& keyring,
+                                            const InstallOptions& options) {
+  CheckedPackage package{.unpacked = nullptr, .folder = source, .signed_manifest = {}};
+  if (IsPackageArchive(source)) {
+    absl::StatusOr<std::unique_ptr<TemporaryFolder>> unpacked = Unpack(source, options);
+    if (!unpacked.ok()) return unpacked.status();
+    package.unpacked = *std::move(unpacked);
+    package.folder = package.unpacked->path();
+  }
+
+  absl::StatusOr<SignedManifest> signed_manifest = ReadSignedManifest(package.folder, keyring);
+  if (!signed_manifest.ok()) return signed_manifest.status();
+  package.signed_manifest = *std::move(signed_manifest);
+  absl::Status verified = VerifyFiles(package.folder, package.signed_manifest.manifest);
+  if (!verified.ok()) return verified;
+  return package;
+}
+
 void LogDecision(const CollectDecision& decision) {
   if (decision.removed()) {
     spdlog::info("removing version={} reason={}", decision.version,
@@ -515,20 +542,9 @@ absl::StatusOr<Manifest> BuildPackage(const BuildSpec& spec) {
 absl::StatusOr<InstallResult> Install(const std::string& source, const std::string& prefix,
                                       const Keyring& keyring, const InstallOptions& options) {
   const std::string context = absl::StrCat("install package ", source);
-  absl::StatusOr<std::unique_ptr<TemporaryFolder>> unpacked;
-  std::string package_dir = source;
-  if (IsPackageArchive(source)) {
-    unpacked = Unpack(source, options);
-    if (!unpacked.ok()) return WithContext(unpacked.status(), context);
-    package_dir = (*unpacked)->path();
-  }
-
-  absl::StatusOr<SignedManifest> signed_manifest = ReadSignedManifest(package_dir, keyring);
-  if (!signed_manifest.ok()) return WithContext(signed_manifest.status(), context);
-  const Manifest& manifest = signed_manifest->manifest;
-  if (absl::Status verified = VerifyFiles(package_dir, manifest); !verified.ok()) {
-    return WithContext(verified, context);
-  }
+  absl::StatusOr<CheckedPackage> package = CheckPackage(source, keyring, options);
+  if (!package.ok()) return WithContext(package.status(), context);
+  const Manifest& manifest = package->signed_manifest.manifest;
 
   // Only a package known to be good gets to touch P.
   if (absl::Status made = MakeDirs(VersionsDir(prefix), kFolderMode); !made.ok()) {
@@ -537,7 +553,7 @@ absl::StatusOr<InstallResult> Install(const std::string& source, const std::stri
   absl::StatusOr<UniqueFd> lock = LockPrefix(prefix);
   if (!lock.ok()) return WithContext(lock.status(), context);
 
-  absl::StatusOr<bool> copied = PlaceVersion(package_dir, *signed_manifest, prefix);
+  absl::StatusOr<bool> copied = PlaceVersion(package->folder, package->signed_manifest, prefix);
   if (!copied.ok()) return WithContext(copied.status(), context);
 
   absl::StatusOr<std::string> previous = PointCurrentAt(prefix, manifest.version());
@@ -546,31 +562,21 @@ absl::StatusOr<InstallResult> Install(const std::string& source, const std::stri
     if (*copied) RemoveVersion(prefix, manifest.version()).IgnoreError();
     return WithContext(previous.status(), context);
   }
-  spdlog::info("verified version={} signed_by={}", manifest.version(),
-               signed_manifest->signer.key_id);
+  const std::string& signer = package->signed_manifest.signer.key_id;
+  spdlog::info("verified version={} signed_by={}", manifest.version(), signer);
   return InstallResult{.version = manifest.version(),
                        .previous = *previous,
                        .already_installed = !*copied,
-                       .signed_by = signed_manifest->signer.key_id};
+                       .signed_by = signer};
 }
 
 absl::StatusOr<SignedManifest> VerifyPackage(const std::string& source, const Keyring& keyring,
                                              const InstallOptions& options) {
-  const std::string context = absl::StrCat("verify package ", source);
-  absl::StatusOr<std::unique_ptr<TemporaryFolder>> unpacked;
-  std::string package_dir = source;
-  if (IsPackageArchive(source)) {
-    unpacked = Unpack(source, options);
-    if (!unpacked.ok()) return WithContext(unpacked.status(), context);
-    package_dir = (*unpacked)->path();
+  absl::StatusOr<CheckedPackage> package = CheckPackage(source, keyring, options);
+  if (!package.ok()) {
+    return WithContext(package.status(), absl::StrCat("verify package ", source));
   }
-
-  absl::StatusOr<SignedManifest> signed_manifest = ReadSignedManifest(package_dir, keyring);
-  if (!signed_manifest.ok()) return WithContext(signed_manifest.status(), context);
-  if (absl::Status verified = VerifyFiles(package_dir, signed_manifest->manifest); !verified.ok()) {
-    return WithContext(verified, context);
-  }
-  return signed_manifest;
+  return std::move(package->signed_manifest);
 }
 
 std::string FormatInstallTime(absl::Time time) {

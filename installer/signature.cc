@@ -34,6 +34,8 @@ constexpr size_t kKeyIdBytes = 8;
 constexpr size_t kMaxKeyNameLength = 64;
 // A signature file holds a handful of lines; anything much bigger is not one.
 constexpr size_t kMaxSignatureFileBytes = 64 * 1024;
+// A manifest lists files in a few hundred bytes each: this allows tens of thousands.
+constexpr size_t kMaxManifestBytes = 16 << 20;
 constexpr mode_t kSecretKeyMode = 0600;
 constexpr mode_t kPublicKeyMode = 0644;
 
@@ -182,6 +184,18 @@ bool SignatureMatches(const SignatureLine& line, const PublicKey& key, const std
 
 absl::Status WithFile(const absl::Status& status, const std::string& path) {
   return absl::Status(status.code(), absl::StrCat(path, ": ", status.message()));
+}
+
+// The whole file, unless it is larger than max bytes: a package is not trusted yet, and its
+// manifest or signature file may be a gigabyte of anything.
+absl::StatusOr<std::string> ReadBoundedFile(const std::string& path, size_t max) {
+  struct stat info;
+  if (::stat(path.c_str(), &info) != 0) return ErrnoStatus(errno, "read", path);
+  if (static_cast<uint64_t>(info.st_size) > max) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " is ", info.st_size, " bytes; at most ", max, " are read"));
+  }
+  return ReadFile(path);
 }
 
 }  // namespace
@@ -379,11 +393,11 @@ absl::StatusOr<SignedManifest> ReadSignedManifest(const std::string& folder,
   const std::string manifest_path = absl::StrCat(folder, "/", kManifestFile);
   const std::string signature_path = absl::StrCat(folder, "/", kSignatureFile);
   SignedManifest signed_manifest;
-  absl::StatusOr<std::string> json = ReadFile(manifest_path);
+  absl::StatusOr<std::string> json = ReadBoundedFile(manifest_path, kMaxManifestBytes);
   if (!json.ok()) return json.status();
   signed_manifest.json = *std::move(json);
 
-  absl::StatusOr<std::string> signature = ReadFile(signature_path);
+  absl::StatusOr<std::string> signature = ReadBoundedFile(signature_path, kMaxSignatureFileBytes);
   if (absl::IsNotFound(signature.status())) {
     return absl::FailedPreconditionError(
         absl::StrCat("unsigned: no ", signature_path, "; sign it with nehost-pkg sign"));

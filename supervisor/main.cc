@@ -50,7 +50,10 @@ constexpr char kUsage[] =
     "Hosts long-lived network extensions: launches each service defined in\n"
     "CONFIG/services.d/*.textproto (with none, the nehost-filter beside this program, as\n"
     "org.nehost.filter), owns its sockets in RUNTIME/services/, restarts it when it exits,\n"
-    "and answers lookups by name on RUNTIME/nehostd.sock (see nehostctl).\n"
+    "and answers lookups by name on RUNTIME/nehostd.sock (see nehostctl). A service from a\n"
+    "package (package_prefix) runs only if its binary has the sha256 that its version's\n"
+    "manifest lists, signed by a key in CONFIG/keys/. CONFIG/nehostd.textproto sets who may\n"
+    "call what (access { admin_group reader_group }).\n"
     "SIGTERM or Ctrl-C stops every service, then nehostd.\n"
     "\n"
     "Exit status: 0 after a clean stop, 1 when nehostd cannot run, 2 for bad usage.\n"
@@ -65,9 +68,9 @@ int ParseFlags(int argc, char** argv, Flags* flags) {
   described.add_options()("help,h", "print this help and exit")("version",
                                                                 "print the version and exit")(
       "config-dir", po::value(&options.config_dir)->default_value("/etc/nehost"),
-      "folder holding services.d/")("runtime-dir",
-                                    po::value(&options.runtime_dir)->default_value("/run/nehost"),
-                                    "folder for nehostd.sock, services/*.sock and notify.sock")(
+      "folder holding services.d/, keys/ and nehostd.textproto")(
+      "runtime-dir", po::value(&options.runtime_dir)->default_value("/run/nehost"),
+      "folder for nehostd.sock, services/*.sock and notify.sock")(
       "state-dir", po::value(&options.state_dir)->default_value("/var/lib/nehost"),
       "folder for registry.json and each service's state in services/NAME/")(
       "lookup-wait-ms", po::value(&lookup_wait_ms)->default_value(5000),

@@ -329,9 +329,10 @@ TEST_F(SignatureInstallTest, ManifestChangedAfterSigningIsRefused) {
 TEST_F(SignatureInstallTest, WrongSignatureIsRefused) {
   const std::string package = MakePackage("2.0");
   std::string signature = ReadFileOrEmpty(package + "/manifest.json.sig");
-  // The last base64 character before the newline, changed: a signature, but not this one.
-  char& last = signature[signature.size() - 4];
-  last = last == 'A' ? 'B' : 'A';
+  // One base64 character in the middle changed, where every bit counts: a signature, but not
+  // this one.
+  char& middle = signature[signature.rfind(' ') + 20];
+  middle = middle == 'A' ? 'B' : 'A';
   WriteFileOrDie(package + "/manifest.json.sig", signature);
   ExpectRefused(package, absl::StatusCode::kUnauthenticated, "does not match the manifest",
                 keyring_);

@@ -184,6 +184,16 @@ TEST(SignPackage, ReplacesItsOwnLineAndKeepsOthers) {
   }
 }
 
+TEST(ReadSignedManifest, RefusesAHugeManifestWithoutReadingIt) {
+  TempDir dir;
+  WriteFileOrDie(dir / "manifest.json", std::string((16 << 20) + 1, ' '));
+  WriteFileOrDie(dir / "manifest.json.sig", "");
+  absl::StatusOr<SignedManifest> read =
+      ReadSignedManifest(dir.path(), Keyring::FromKeys({SecretKey::Generate()->Public()}));
+  EXPECT_TRUE(absl::IsInvalidArgument(read.status())) << read.status();
+  EXPECT_THAT(read.status().message(), HasSubstr("at most 16777216 are read"));
+}
+
 TEST(SignPackage, RefusesAManifestNoInstallerWouldTake) {
   TempDir dir;
   WriteFileOrDie(dir / "manifest.json", R"({"version":"../1"})");
