@@ -388,7 +388,9 @@ absl::StatusOr<Supervisor::GenerationPtr> Supervisor::StartProcess(const Prepare
   absl::StatusOr<LaunchedProcess> process = launcher_->Launch(spec);
   if (!process.ok()) return process.status();
   if (absl::Status same = ExecutableCache::Recheck(*opened, path); !same.ok()) {
+    // It leads a process group of its own (setsid): whatever it started goes with it.
     PidfdSendSignal(process->pidfd.get(), SIGKILL);
+    ::kill(-process->pid, SIGKILL);
     ::waitpid(process->pid, nullptr, 0);
     return same;
   }

@@ -162,12 +162,13 @@ absl::Status Supervisor::LaunchCandidate(UpgradeRun& run, const PreparedLaunch& 
   // The fork and exec run without the lock: lookups and status calls go on meanwhile. The
   // upgrade slot keeps every other change of the service out until the lock is back.
   absl::StatusOr<GenerationPtr> candidate = StartProcess(launch);
+  Failpoint("upgrade.after_exec");
 
   absl::MutexLock lock(&mu_);
   Service& service = *run.service;
   --unlocked_launches_;
-  if (unlocked_launches_ == 0) early_notifies_.clear();
   if (!candidate.ok()) {
+    if (unlocked_launches_ == 0) early_notifies_.clear();
     ReleaseUpgradeSlot(service);
     absl::Status failed(candidate.status().code(),
                         absl::StrCat("upgrade ", run.name, ": launch of the new generation: ",
@@ -176,7 +177,10 @@ absl::Status Supervisor::LaunchCandidate(UpgradeRun& run, const PreparedLaunch& 
   }
 
   run.candidate = *candidate;
+  // Registered before the early messages go: its READY=1 may be among them, sent while this
+  // thread waited for the lock.
   RegisterGeneration(service, run.candidate);
+  if (unlocked_launches_ == 0) early_notifies_.clear();
   service.candidate = run.candidate;
   if (shutting_down_) {
     // Shutdown went through the generations while this one was being launched.

@@ -555,6 +555,10 @@ TEST(ValidatePackagePath, AcceptsOnlyPlainRelativePaths) {
   }
   EXPECT_FALSE(ValidatePackagePath(std::string("a\0b", 3)).ok());
   EXPECT_FALSE(ValidatePackagePath("a\nb").ok());
+  EXPECT_TRUE(ValidatePackagePath("etc/r\xc3\xa8gles.txt").ok());
+  absl::Status latin1 = ValidatePackagePath("etc/r\xe8gles.txt");
+  EXPECT_FALSE(latin1.ok());
+  EXPECT_THAT(latin1.message(), HasSubstr("not UTF-8"));
 }
 
 Manifest ValidManifest() {

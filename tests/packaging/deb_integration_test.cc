@@ -39,6 +39,14 @@ class DebTest : public ::testing::Test {
     WriteFileOrDie(admin_ + "/available", "");
   }
 
+  // Whatever a nehostd of this test launched and a failed assertion left running goes too:
+  // its services are recognised by the notify socket they were given.
+  void TearDown() override {
+    for (pid_t pid : ProcessesWithEnvironment("NOTIFY_SOCKET=" + runtime_ + "/notify.sock")) {
+      ::kill(pid, SIGKILL);
+    }
+  }
+
   // dpkg on the temporary root. The maintainer scripts find nehostd's runtime folder through
   // NEHOST_RUNTIME_DIR, as nehostctl does.
   CommandResult Dpkg(const std::vector<std::string>& args) {
