@@ -34,9 +34,11 @@ grpc::Status SupervisorService::Allow(const grpc::ServerContext& context, Access
   return ToGrpcStatus(allowed);
 }
 
-grpc::Status SupervisorService::Lookup(grpc::ServerContext* context, const v1::LookupRequest* request,
+grpc::Status SupervisorService::Lookup(grpc::ServerContext* context,
+                                       const v1::LookupRequest* request,
                                        v1::LookupResponse* response) {
-  if (grpc::Status allowed = Allow(*context, Access::kRead, "Lookup"); !allowed.ok()) return allowed;
+  if (grpc::Status allowed = Allow(*context, Access::kRead, "Lookup"); !allowed.ok())
+    return allowed;
   if (grpc::Status valid = CheckName(request->name()); !valid.ok()) return valid;
   uint32_t wait_ms = std::min(request->wait_ms(), kMaxLookupWaitMs);
   return Answer(supervisor_->Lookup(request->name(), absl::Milliseconds(wait_ms)), response);
@@ -53,7 +55,8 @@ grpc::Status SupervisorService::List(grpc::ServerContext* context, const v1::Lis
 
 grpc::Status SupervisorService::Start(grpc::ServerContext* context, const v1::StartRequest* request,
                                       v1::StartResponse* response) {
-  if (grpc::Status allowed = Allow(*context, Access::kAdmin, "Start"); !allowed.ok()) return allowed;
+  if (grpc::Status allowed = Allow(*context, Access::kAdmin, "Start"); !allowed.ok())
+    return allowed;
   if (grpc::Status valid = CheckName(request->name()); !valid.ok()) return valid;
   return Answer(supervisor_->StartService(request->name()), response);
 }
@@ -65,9 +68,11 @@ grpc::Status SupervisorService::Stop(grpc::ServerContext* context, const v1::Sto
   return Answer(supervisor_->StopService(request->name()), response);
 }
 
-grpc::Status SupervisorService::Restart(grpc::ServerContext* context, const v1::RestartRequest* request,
+grpc::Status SupervisorService::Restart(grpc::ServerContext* context,
+                                        const v1::RestartRequest* request,
                                         v1::RestartResponse* response) {
-  if (grpc::Status allowed = Allow(*context, Access::kAdmin, "Restart"); !allowed.ok()) return allowed;
+  if (grpc::Status allowed = Allow(*context, Access::kAdmin, "Restart"); !allowed.ok())
+    return allowed;
   if (grpc::Status valid = CheckName(request->name()); !valid.ok()) return valid;
   return Answer(supervisor_->RestartService(request->name()), response);
 }
@@ -102,7 +107,8 @@ grpc::Status SupervisorService::Watch(grpc::ServerContext* context, const v1::Wa
 grpc::Status SupervisorService::Upgrade(grpc::ServerContext* context,
                                         const v1::UpgradeRequest* request,
                                         grpc::ServerWriter<v1::UpgradeProgress>* writer) {
-  if (grpc::Status allowed = Allow(*context, Access::kAdmin, "Upgrade"); !allowed.ok()) return allowed;
+  if (grpc::Status allowed = Allow(*context, Access::kAdmin, "Upgrade"); !allowed.ok())
+    return allowed;
   if (grpc::Status valid = CheckName(request->name()); !valid.ok()) return valid;
 
   // A caller that goes away does not stop the upgrade: it runs to its end either way.
@@ -114,9 +120,11 @@ grpc::Status SupervisorService::Upgrade(grpc::ServerContext* context,
   return ToGrpcStatus(done.status());
 }
 
-grpc::Status SupervisorService::Doctor(grpc::ServerContext* context, const v1::DoctorRequest* request,
+grpc::Status SupervisorService::Doctor(grpc::ServerContext* context,
+                                       const v1::DoctorRequest* request,
                                        v1::DoctorResponse* response) {
-  if (grpc::Status allowed = Allow(*context, Access::kRead, "Doctor"); !allowed.ok()) return allowed;
+  if (grpc::Status allowed = Allow(*context, Access::kRead, "Doctor"); !allowed.ok())
+    return allowed;
   if (grpc::Status valid = CheckName(request->name()); !valid.ok()) return valid;
   absl::StatusOr<v1::DoctorResponse> report = supervisor_->Doctor(request->name());
   if (!report.ok()) return ToGrpcStatus(report.status());
@@ -126,10 +134,14 @@ grpc::Status SupervisorService::Doctor(grpc::ServerContext* context, const v1::D
 
 grpc::Status SupervisorService::Reexec(grpc::ServerContext* context, const v1::ReexecRequest*,
                                        v1::ReexecResponse* response) {
-  if (grpc::Status allowed = Allow(*context, Access::kAdmin, "Reexec"); !allowed.ok()) return allowed;
-  response->set_pid(::getpid());
+  if (grpc::Status allowed = Allow(*context, Access::kAdmin, "Reexec"); !allowed.ok())
+    return allowed;
   spdlog::info("re-execution requested");
-  on_reexec_();
+  if (absl::Status accepted = on_reexec_(); !accepted.ok()) {
+    return ToGrpcStatus(
+        absl::Status(accepted.code(), absl::StrCat("reexec refused: ", accepted.message())));
+  }
+  response->set_pid(::getpid());
   return grpc::Status::OK;
 }
 

@@ -48,7 +48,16 @@ absl::StatusOr<ExpectedExecutable> ExpectSignedExecutable(const std::string& pre
                                                           const std::string& executable,
                                                           const std::string& keys_dir) {
   const std::string folder = installer::VersionDir(prefix, version);
-  const std::string subject = absl::StrCat("verify version ", version, " in ", folder, ": ");
+  absl::StatusOr<ExpectedExecutable> expected = ExpectSignedFile(folder, executable, keys_dir);
+  if (expected.ok()) return expected;
+  return absl::Status(expected.status().code(), absl::StrCat("verify version ", version, " in ",
+                                                             expected.status().message()));
+}
+
+absl::StatusOr<ExpectedExecutable> ExpectSignedFile(const std::string& folder,
+                                                    const std::string& executable,
+                                                    const std::string& keys_dir) {
+  const std::string subject = absl::StrCat(folder, ": ");
   absl::StatusOr<installer::Keyring> keyring = installer::Keyring::Load(keys_dir);
   if (!keyring.ok()) {
     return absl::Status(keyring.status().code(), subject + std::string(keyring.status().message()));

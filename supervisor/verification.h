@@ -46,9 +46,14 @@ struct ExpectedExecutable {
   std::string verified_by;
 };
 
-// Reads PREFIX/versions/VERSION/manifest.json with its signature, checks the signature
-// against keys_dir, and finds the executable (relative to the version folder) among the
-// files. Errors name the version, the file and the cause.
+// Reads FOLDER/manifest.json with its signature, checks the signature against keys_dir, and
+// finds the file (relative to the folder) among the files. Errors name the folder, the file
+// and the cause.
+absl::StatusOr<ExpectedExecutable> ExpectSignedFile(const std::string& folder,
+                                                    const std::string& file,
+                                                    const std::string& keys_dir);
+
+// The same for a service's executable in PREFIX/versions/VERSION.
 absl::StatusOr<ExpectedExecutable> ExpectSignedExecutable(const std::string& prefix,
                                                           const std::string& version,
                                                           const std::string& executable,

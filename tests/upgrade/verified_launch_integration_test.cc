@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/files.h"
+#include "common/process_info.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/upgrade/harness.h"
@@ -163,6 +164,50 @@ TEST_F(VerifiedLaunchTest, UpgradeToAProperlySignedVersionStillWorks) {
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(after->version(), "2.0.0");
   EXPECT_EQ(after->executable_sha256(), Sha256File(FilterVariant("2.0.0")).value());
+}
+
+// nehostd itself from a signed package, as the .deb installs it: a re-execution runs the path
+// it was started as, PREFIX/current/bin/nehostd, only when that binary verifies.
+TEST_F(VerifiedLaunchTest, ReexecIntoATamperedNehostdIsRefused) {
+  auto install_nehost = [&](const std::string& version) {
+    const std::string package = root_ / ("nehost-" + version);
+    CommandResult built =
+        RunCommand({PkgBinary(), "build", "--version", version, "--out", package, "--file",
+                    "bin/nehostd=" + NehostdBinary(), "--file",
+                    "bin/nehost-filter=" + FilterBinary(), "--key", HarnessSigningKey(root_)});
+    ASSERT_EQ(built.status.code, 0) << built.err;
+    CommandResult installed = RunCommand(
+        {PkgBinary(), "--prefix", prefix_, "--config-dir", root_ / "etc", "install", package});
+    ASSERT_EQ(installed.status.code, 0) << installed.err;
+  };
+  install_nehost("5.0.0");
+  Subprocess nehostd({prefix_ + "/current/bin/nehostd", "--config-dir", nehostd_.config_dir,
+                      "--runtime-dir", nehostd_.runtime_dir, "--state-dir", nehostd_.state_dir},
+                     {}, root_ / "packaged-nehostd.log");
+  // This nehostd is not the fixture's: it is reached through nehostctl alone.
+  auto serving = [&] { return nehostd_.Ctl({"lookup", kFilter}).status.code == 0; };
+  ASSERT_TRUE(WaitUntil(serving, absl::Seconds(20)))
+      << ReadFileOrEmpty(root_ / "packaged-nehostd.log");
+
+  install_nehost("6.0.0");
+  const std::string binary = prefix_ + "/versions/6.0.0/bin/nehostd";
+  fs::copy_file(FilterBinary(), binary + ".evil");
+  fs::rename(binary + ".evil", binary);
+  CommandResult refused = nehostd_.Ctl({"reexec"});
+  EXPECT_EQ(refused.status.code, 1) << refused.out << refused.err;
+  EXPECT_THAT(refused.err, HasSubstr("reexec refused: executable " + binary + " has sha256"));
+  EXPECT_EQ(ReadProcessExecutable(nehostd.pid()).value_or(""),
+            prefix_ + "/versions/5.0.0/bin/nehostd");
+  EXPECT_TRUE(serving());
+
+  fs::copy_file(NehostdBinary(), binary + ".good");
+  fs::rename(binary + ".good", binary);
+  CommandResult reexec = nehostd_.Ctl({"reexec"});
+  EXPECT_EQ(reexec.status.code, 0) << reexec.out << reexec.err;
+  EXPECT_EQ(ReadProcessExecutable(nehostd.pid()).value_or(""), binary);
+  EXPECT_TRUE(serving());
+  nehostd.Signal(SIGTERM);
+  EXPECT_TRUE(nehostd.Wait(absl::Seconds(20)).has_value());
 }
 
 TEST(PlainDefinition, RecordsTheHashWithoutAManifest) {
