@@ -412,8 +412,11 @@ absl::StatusOr<Supervisor::GenerationPtr> Supervisor::StartProcess(const Prepare
 void Supervisor::RegisterGeneration(Service& service, const GenerationPtr& generation) {
   WatchPidfd(generation);
   pidfds_[generation->pidfd.get()] = {&service, generation};
-  spdlog::info("launched service={} generation={} pid={} version={} executable={}", service.name(),
-               generation->number, generation->pid, generation->version, generation->executable);
+  spdlog::info(
+      "launched service={} generation={} pid={} version={} executable={} sha256={} "
+      "verified_by=\"{}\"",
+      service.name(), generation->number, generation->pid, generation->version,
+      generation->executable, generation->executable_sha256, generation->verified_by);
 
   std::vector<ReceivedNotify> early;
   std::erase_if(early_notifies_, [&](const ReceivedNotify& notify) {

@@ -11,7 +11,7 @@
 // opened file is hashed (or its identity found in the cache), and the launcher executes that
 // same file through its descriptor (execveat), so a rename over the path in between changes
 // nothing. A write into the file itself changes its ctime, which ExecutableCache::Recheck
-// sees after the exec; once the file runs, the kernel refuses writers (ETXTBSY).
+// sees right after the exec, and the process is killed before it is registered.
 //
 // ExecutableCache is thread safe, with a lock of its own, so that a launch that runs without
 // the supervisor's lock (an upgrade's candidate) can use it. Hashing a binary takes tens of
