@@ -188,6 +188,23 @@ TEST_P(MaliciousArchiveTest, IsRefusedAndWritesNothingOutside) {
   EXPECT_FALSE(fs::exists(dir_ / "pwned"));
 }
 
+TEST_P(MaliciousArchiveTest, InstallWritesNothingAtAll) {
+  WriteTar(archive_, GetParam().entries(dir_.path()));
+  const std::string work = dir_ / "work";
+  fs::create_directories(work);
+  const SecretKey key = SecretKey::Generate().value();
+
+  absl::StatusOr<InstallResult> installed =
+      Install(archive_, dir_ / "prefix", Keyring::FromKeys({key.Public()}),
+              {.limits = kSmallLimits, .work_dir = work});
+  ASSERT_FALSE(installed.ok());
+  EXPECT_THAT(installed.status().message(), HasSubstr(GetParam().says));
+  EXPECT_FALSE(fs::exists(dir_ / "prefix"));
+  EXPECT_THAT(Tree(work), IsEmpty());
+  EXPECT_THAT(Tree(target_), IsEmpty());
+  EXPECT_EQ(Tree(dir_ / "outside"), std::vector<std::string>{"secret"});
+}
+
 INSTANTIATE_TEST_SUITE_P(Extract, MaliciousArchiveTest, ::testing::ValuesIn(kMaliciousArchives),
                          [](const auto& info) { return info.param.name; });
 
