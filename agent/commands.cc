@@ -105,8 +105,10 @@ std::optional<std::string> WhyUnreachable(const std::string& path) {
   return ErrnoText(errno);
 }
 
-// Whether a call that failed UNAVAILABLE, as one caught by a restarting nehostd or a draining
-// generation does, is tried again on a new connection. Only calls that change nothing are.
+// Whether a call that failed UNAVAILABLE because its connection was lost, as one caught by a
+// restarting nehostd or a draining generation does, is tried again on a new connection. Only
+// calls that change nothing are. An UNAVAILABLE the server answered on a live connection ("the
+// service failed") is its answer, and final.
 enum class Retry { kNo, kOnUnavailable };
 
 // Retries start soon and back off: nehostd's socket is usually back within milliseconds.
@@ -114,26 +116,20 @@ constexpr absl::Duration kFirstRetry = absl::Milliseconds(1);
 constexpr absl::Duration kLongestRetry = absl::Milliseconds(250);
 
 // Runs attempt until it succeeds, fails for good, or deadline passes. attempt returns the
-// status of one try; UNAVAILABLE is tried again when retry says so.
-template <typename Attempt>
-auto WithRetries(Retry retry, absl::Time deadline, Attempt attempt) -> decltype(attempt()) {
+// status of one try; UNAVAILABLE is tried again when retry says so and lost() says the
+// connection is gone.
+template <typename Attempt, typename Lost>
+auto WithRetries(Retry retry, absl::Time deadline, Attempt attempt, Lost lost)
+    -> decltype(attempt()) {
   absl::Duration wait = kFirstRetry;
   for (;;) {
     auto result = attempt();
     const bool again = retry == Retry::kOnUnavailable && absl::IsUnavailable(result.status()) &&
-                       absl::Now() + wait < deadline;
+                       lost() && absl::Now() + wait < deadline;
     if (!again) return result;
     absl::SleepFor(wait);
     wait = std::min(wait * 2, kLongestRetry);
   }
-}
-
-// A channel that broke under a call cannot carry the next one: a verified channel does not
-// reconnect.
-bool Broken(const std::shared_ptr<grpc::Channel>& channel) {
-  if (channel == nullptr) return true;
-  grpc_connectivity_state state = channel->GetState(false);
-  return state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN;
 }
 
 // nehostd's API on RUNTIME/nehostd.sock, over a connection checked to be nehostd's. Failures
@@ -147,15 +143,17 @@ class SupervisorClient {
 
   // Dials nehostd when there is no working connection.
   absl::Status Connect(absl::Time deadline) {
-    if (!Broken(channel_)) return absl::OkStatus();
+    if (!Broken()) return absl::OkStatus();
     absl::StatusOr<VerifiedChannel> dialed = DialVerified(socket_, expected_, deadline);
     if (absl::IsUnavailable(dialed.status())) {
       std::optional<std::string> cause = WhyUnreachable(socket_);
-      return absl::UnavailableError(absl::StrCat("nehostd is not running at ", socket_, ": ",
-                                                 cause.value_or(std::string(dialed.status().message()))));
+      return absl::UnavailableError(
+          absl::StrCat("nehostd is not running at ", socket_, ": ",
+                       cause.value_or(std::string(dialed.status().message()))));
     }
     if (!dialed.ok()) return dialed.status();
     channel_ = std::move(dialed->channel);
+    connection_ = std::move(dialed->connection);
     listener_ = dialed->listener;
     stub_ = Supervisor::NewStub(channel_);
     return absl::OkStatus();
@@ -219,11 +217,7 @@ class SupervisorClient {
   // returns whether it closed.
   bool WaitForDisconnect(absl::Time deadline) {
     if (channel_ == nullptr) return true;
-    for (grpc_connectivity_state state = channel_->GetState(false); state == GRPC_CHANNEL_READY;
-         state = channel_->GetState(false)) {
-      if (!channel_->WaitForStateChange(state, absl::ToChronoTime(deadline))) return false;
-    }
-    return true;
+    return WaitForClose(connection_.get(), deadline);
   }
 
   absl::Status Explain(const CallResult& result) const {
@@ -252,14 +246,21 @@ class SupervisorClient {
   absl::StatusOr<Response> Call(UnaryMethod<Supervisor::Stub, Request, Response> method,
                                 const Request& request, Retry retry) {
     const absl::Time deadline = absl::Now() + timeout_;
-    return WithRetries(retry, deadline, [&]() -> absl::StatusOr<Response> {
-      if (absl::Status connected = Connect(deadline); !connected.ok()) return connected;
-      Response response;
-      CallResult result = CallWithDeadline(*stub_, method, request, &response, deadline);
-      if (!result.status.ok()) return Explain(result);
-      return response;
-    });
+    return WithRetries(
+        retry, deadline,
+        [&]() -> absl::StatusOr<Response> {
+          if (absl::Status connected = Connect(deadline); !connected.ok()) return connected;
+          Response response;
+          CallResult result = CallWithDeadline(*stub_, method, request, &response, deadline);
+          if (!result.status.ok()) return Explain(result);
+          return response;
+        },
+        [this] { return Broken(); });
   }
+
+  // A channel whose connection closed cannot carry the next call: a verified channel does not
+  // reconnect.
+  bool Broken() const { return channel_ == nullptr || ConnectionClosed(connection_.get()); }
 
   // Start, Stop and Restart: a name goes in, the registration after the change comes out.
   template <typename Request, typename Response>
@@ -276,6 +277,7 @@ class SupervisorClient {
   absl::Duration timeout_;
   ExpectedListener expected_;
   std::shared_ptr<grpc::Channel> channel_;
+  UniqueFd connection_;
   PeerCredentials listener_;
   std::unique_ptr<Supervisor::Stub> stub_;
 };
@@ -294,10 +296,9 @@ class FilterClient {
                                                      registration.endpoint(), "\", not unix:PATH"));
     }
     if (absl::Status fits = CheckUnixPath(std::string(socket)); !fits.ok()) return fits;
-    ExpectedListener expected{
-        absl::StrCat("the socket nehostd created for ", registration.name()),
-        {nehostd_uid},
-        registration.endpoint_listener_pid()};
+    ExpectedListener expected{absl::StrCat("the socket nehostd created for ", registration.name()),
+                              {nehostd_uid},
+                              registration.endpoint_listener_pid()};
     return FilterClient(registration, std::string(socket), options.timeout, std::move(expected));
   }
 
@@ -330,16 +331,19 @@ class FilterClient {
         timeout_(timeout),
         expected_(std::move(expected)) {}
 
+  bool Broken() const { return channel_ == nullptr || ConnectionClosed(connection_.get()); }
+
   absl::Status Connect(absl::Time deadline) {
-    if (!Broken(channel_)) return absl::OkStatus();
+    if (!Broken()) return absl::OkStatus();
     absl::StatusOr<VerifiedChannel> dialed = DialVerified(socket_, expected_, deadline);
     if (absl::IsUnavailable(dialed.status())) {
-      return absl::UnavailableError(absl::StrCat(where_, " is unreachable: ",
-                                                 WhyUnreachable(socket_).value_or(
-                                                     std::string(dialed.status().message()))));
+      return absl::UnavailableError(
+          absl::StrCat(where_, " is unreachable: ",
+                       WhyUnreachable(socket_).value_or(std::string(dialed.status().message()))));
     }
     if (!dialed.ok()) return dialed.status();
     channel_ = std::move(dialed->channel);
+    connection_ = std::move(dialed->connection);
     stub_ = Filter::NewStub(channel_);
     return absl::OkStatus();
   }
@@ -348,13 +352,16 @@ class FilterClient {
   absl::StatusOr<Response> Call(UnaryMethod<Filter::Stub, Request, Response> method,
                                 const Request& request, Retry retry) {
     const absl::Time deadline = absl::Now() + timeout_;
-    return WithRetries(retry, deadline, [&]() -> absl::StatusOr<Response> {
-      if (absl::Status connected = Connect(deadline); !connected.ok()) return connected;
-      Response response;
-      CallResult result = CallWithDeadline(*stub_, method, request, &response, deadline);
-      if (!result.status.ok()) return Explain(result);
-      return response;
-    });
+    return WithRetries(
+        retry, deadline,
+        [&]() -> absl::StatusOr<Response> {
+          if (absl::Status connected = Connect(deadline); !connected.ok()) return connected;
+          Response response;
+          CallResult result = CallWithDeadline(*stub_, method, request, &response, deadline);
+          if (!result.status.ok()) return Explain(result);
+          return response;
+        },
+        [this] { return Broken(); });
   }
 
   absl::Status Explain(const CallResult& result) const {
@@ -382,6 +389,7 @@ class FilterClient {
   absl::Duration timeout_;
   ExpectedListener expected_;
   std::shared_ptr<grpc::Channel> channel_;
+  UniqueFd connection_;
   std::unique_ptr<Filter::Stub> stub_;
 };
 
@@ -525,6 +533,8 @@ absl::Duration UpgradeTimeout(const GlobalOptions& options) {
   return options.timeout_given ? options.timeout : kDefaultUpgradeTimeout;
 }
 
+constexpr absl::Duration kDeadlineClockSlack = absl::Milliseconds(20);
+
 // Why the stream ended without saying how the upgrade ended.
 absl::Status StreamFailure(const GlobalOptions& options, const std::string& name,
                            const SupervisorClient& supervisor, const grpc::Status& ended,
@@ -535,7 +545,10 @@ absl::Status StreamFailure(const GlobalOptions& options, const std::string& name
   if (ended.ok()) {
     return absl::InternalError("nehostd ended the upgrade's stream before its last step");
   }
-  if (ended.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && absl::Now() >= deadline) {
+  // gRPC enforces the deadline on a clock of its own, which may fire a little before
+  // absl::Now() reaches it; a deadline nehostd reports long before ours is not ours.
+  if (ended.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
+      absl::Now() >= deadline - kDeadlineClockSlack) {
     return absl::DeadlineExceededError(absl::StrCat(
         "no outcome within ", absl::FormatDuration(UpgradeTimeout(options)), "; ", see));
   }
@@ -559,7 +572,11 @@ UpgradeOutcome FollowUpgrade(const GlobalOptions& options, const std::string& na
 
   UpgradeOutcome outcome;
   if (absl::Status connected = supervisor.Connect(deadline); !connected.ok()) {
-    outcome.failure = connected;
+    outcome.failure = absl::IsDeadlineExceeded(connected)
+                          ? StreamFailure(options, name, supervisor,
+                                          grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, ""),
+                                          deadline, canceller.interrupted())
+                          : connected;
     return outcome;
   }
   std::unique_ptr<grpc::ClientReader<UpgradeProgress>> stream =
@@ -708,8 +725,7 @@ ExitCode Watch(const GlobalOptions& options, const std::string& name) {
   CancelOnInterrupt canceller(&context, interrupts);
 
   const std::string what = name.empty() ? "watch" : absl::StrCat("watch ", name);
-  if (absl::Status connected = supervisor.Connect(absl::Now() + options.timeout);
-      !connected.ok()) {
+  if (absl::Status connected = supervisor.Connect(absl::Now() + options.timeout); !connected.ok()) {
     return Fail(what, connected, Server::kSupervisor);
   }
   std::unique_ptr<grpc::ClientReader<Event>> stream = supervisor.Watch(&context, name);

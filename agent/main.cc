@@ -16,6 +16,7 @@
 
 #include "absl/algorithm/container.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -23,6 +24,7 @@
 #include "absl/strings/str_split.h"
 #include "agent/commands.h"
 #include "common/unix_socket.h"
+#include "common/utf8.h"
 #include "common/version.h"
 
 namespace nehost::agent {
@@ -500,6 +502,14 @@ absl::StatusOr<Arguments> ReadArguments(const Command& command, const CommandLin
   for (const FlagWord& flag : line.flags) {
     absl::Status taken = TakeFlag(command, flag, arguments);
     if (!taken.ok()) return taken;
+  }
+  // Names and domains travel as protobuf strings, which must be UTF-8: the server could not
+  // even read the request, and would answer with nothing clearer than INTERNAL.
+  for (const std::string& value : arguments.values) {
+    if (!IsValidUtf8(value)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(command.name, ": argument \"", absl::CHexEscape(value), "\" is not UTF-8"));
+    }
   }
   return arguments;
 }

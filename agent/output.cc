@@ -256,6 +256,10 @@ void AddPresentFields(const Registration& registration, Struct& object) {
   const Registration& r = registration;
   if (!r.state_reason().empty()) Set(object, "state_reason", Text(r.state_reason()));
   if (!r.executable().empty()) Set(object, "executable", Text(r.executable()));
+  if (!r.executable_sha256().empty()) {
+    Set(object, "executable_sha256", Text(r.executable_sha256()));
+  }
+  if (!r.verified_by().empty()) Set(object, "verified_by", Text(r.verified_by()));
   if (r.start_time_ticks() != 0) Set(object, "start_time_ticks", Number(r.start_time_ticks()));
   if (r.restart_count() != 0) Set(object, "restart_count", Number(r.restart_count()));
   if (r.recent_exits_size() > 0) Set(object, "recent_exits", ListOf(r.recent_exits(), ExitObject));
@@ -287,6 +291,8 @@ void AddPresentRows(const Registration& registration, RecentExits exits, Rows& r
     rows.push_back({i == 0 ? "other_generations:" : "", GenerationText(r.other_generations(i))});
   }
   if (!r.executable().empty()) rows.push_back({"executable:", r.executable()});
+  if (!r.executable_sha256().empty()) rows.push_back({"sha256:", r.executable_sha256()});
+  if (!r.verified_by().empty()) rows.push_back({"verified_by:", r.verified_by()});
   if (r.start_time_ticks() != 0) {
     rows.push_back({"start_time_ticks:", absl::StrCat(r.start_time_ticks())});
   }

@@ -1,6 +1,8 @@
 #include "agent/verified_dial.h"
 
+#include <fcntl.h>
 #include <grpcpp/create_channel_posix.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -87,9 +89,26 @@ absl::StatusOr<VerifiedChannel> DialVerified(const std::string& path,
   grpc::ChannelArguments arguments;
   arguments.SetMaxReceiveMessageSize(kMaxMessageBytes);
   arguments.SetMaxSendMessageSize(kMaxMessageBytes);
+  UniqueFd watch(::fcntl(socket->get(), F_DUPFD_CLOEXEC, 0));
+  if (!watch) return ErrnoStatus(errno, "duplicate connection to", path);
   std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomInsecureChannelFromFd(
       absl::StrCat("unix:", path), socket->Release(), arguments);
-  return VerifiedChannel{std::move(channel), *std::move(listener)};
+  return VerifiedChannel{std::move(channel), *std::move(listener), std::move(watch)};
+}
+
+bool ConnectionClosed(int connection) { return WaitForClose(connection, absl::InfinitePast()); }
+
+bool WaitForClose(int connection, absl::Time deadline) {
+  if (connection < 0) return true;
+  for (;;) {
+    // POLLIN is left out: unread data belongs to gRPC, which reads from the other descriptor.
+    pollfd polled{connection, POLLRDHUP, 0};
+    const absl::Duration left = std::max(deadline - absl::Now(), absl::ZeroDuration());
+    const int ready = ::poll(&polled, 1, static_cast<int>(absl::ToInt64Milliseconds(left)));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0) return true;
+    return (polled.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+  }
 }
 
 }  // namespace nehost::agent

@@ -22,6 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/unique_fd.h"
 #include "common/unix_socket.h"
 
 namespace nehost::agent {
@@ -48,12 +49,21 @@ struct VerifiedChannel {
   std::shared_ptr<grpc::Channel> channel;
   // Who listens, as checked.
   PeerCredentials listener;
+  // A second descriptor of the same connection, never read or written: a channel made on a
+  // descriptor cannot report its state, so this is how its owner sees the server close it.
+  UniqueFd connection;
 };
+
+// Whether the server closed the connection, or it failed; true for an invalid descriptor.
+// Does not block.
+bool ConnectionClosed(int connection);
+
+// Waits until the server closes the connection, or until deadline; returns whether it did.
+bool WaitForClose(int connection, absl::Time deadline);
 
 // Connects to path, checks the listener and makes a channel over that connection. UNAVAILABLE
 // when nothing listens there, with the cause; a full backlog is tried again until deadline.
 absl::StatusOr<VerifiedChannel> DialVerified(const std::string& path,
-                                             const ExpectedListener& expected,
-                                             absl::Time deadline);
+                                             const ExpectedListener& expected, absl::Time deadline);
 
 }  // namespace nehost::agent

@@ -144,20 +144,25 @@ absl::Status WriteJsonProto(const std::string& path, const google::protobuf::Mes
 }
 
 absl::StatusOr<std::string> Sha256File(const std::string& path) {
-  if (sodium_init() < 0) return absl::InternalError("libsodium failed to initialise");
-
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return ErrnoStatus(errno, "open", path);
+  return Sha256Fd(fd.get(), path);
+}
+
+absl::StatusOr<std::string> Sha256Fd(int fd, const std::string& path) {
+  if (sodium_init() < 0) return absl::InternalError("libsodium failed to initialise");
 
   crypto_hash_sha256_state state;
   crypto_hash_sha256_init(&state);
   unsigned char buffer[65536];
+  off_t offset = 0;
   for (;;) {
-    ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+    ssize_t n = ::pread(fd, buffer, sizeof buffer, offset);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return ErrnoStatus(errno, "read", path);
     if (n == 0) break;
     crypto_hash_sha256_update(&state, buffer, static_cast<unsigned long long>(n));
+    offset += n;
   }
 
   unsigned char digest[crypto_hash_sha256_BYTES];

@@ -35,6 +35,9 @@ absl::Status WriteJsonProto(const std::string& path, const google::protobuf::Mes
 // Lower-case hex sha256 of a file's contents.
 absl::StatusOr<std::string> Sha256File(const std::string& path);
 
+// The same of an open file, read from its start with pread; path names it in errors.
+absl::StatusOr<std::string> Sha256Fd(int fd, const std::string& path);
+
 // "No such file or directory" for errno values, for messages.
 std::string ErrnoText(int err);
 

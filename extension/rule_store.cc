@@ -52,6 +52,17 @@ std::optional<std::string> LabelProblem(absl::string_view label) {
   return std::nullopt;
 }
 
+// Whether a name is an IP address or range rather than a domain: an IPv6 address holds ':',
+// and no top-level domain is all digits, so "192.168.1.1" and "10.0.0.0/8" are addresses. Such
+// a rule would pass the label checks, or nearly, and never match a query.
+bool LooksLikeAddress(absl::string_view name) {
+  if (absl::StrContains(name, ':')) return true;
+  absl::string_view last = name.substr(name.rfind('.') + 1);
+  last = last.substr(0, last.find('/'));
+  return !last.empty() &&
+         std::all_of(last.begin(), last.end(), [](char c) { return absl::ascii_isdigit(c); });
+}
+
 std::string ActionName(Rule::Action action) {
   return absl::AsciiStrToLower(Rule::Action_Name(action));
 }
@@ -127,6 +138,11 @@ absl::StatusOr<std::string> NormalizeDomain(absl::string_view domain) {
   if (name.size() > kMaxDomainLength) {
     return InvalidDomain(
         domain, absl::StrCat("is ", name.size(), " characters; at most ", kMaxDomainLength));
+  }
+
+  if (LooksLikeAddress(name)) {
+    return InvalidDomain(domain,
+                         "is an IP address or range (CIDR), not a domain name; rules name domains");
   }
 
   int index = 0;

@@ -1,6 +1,7 @@
-// nehost-pkg, the installer: builds package folders, installs them as versions under a
-// prefix, lists them, rolls back and collects old ones. This file reads the command line and
-// prints results; the work is in package.h.
+// nehost-pkg, the installer: makes signing keys, builds and signs package folders and
+// archives, verifies and installs them as versions under a prefix, lists them, rolls back and
+// collects old ones. This file reads the command line and prints results; the work is in
+// package.h, signature.h and archive.h.
 //
 // The global flags may come before or after the command. A first parse finds the command,
 // the first word that is not a flag; a second one reads the whole line again with that
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,6 +29,13 @@ namespace po = boost::program_options;
 
 enum class ExitCode : int { kOk = 0, kFailure = 1, kUsage = 2 };
 
+// What the global flags say.
+struct Globals {
+  std::string prefix;
+  // The trusted public keys: --keys-dir, else CONFIG/keys.
+  std::string keys_dir;
+};
+
 // Every member has an initializer, so that the table below names only what a command uses.
 struct Command {
   std::string name = {};
@@ -36,7 +45,7 @@ struct Command {
   // The arguments, in order, as hidden options named like them ("DIR"); all required.
   std::vector<std::string> arguments = {};
   po::options_description (*flags)() = nullptr;
-  ExitCode (*run)(const std::string& prefix, const po::variables_map& values) = nullptr;
+  ExitCode (*run)(const Globals& globals, const po::variables_map& values) = nullptr;
 };
 
 ExitCode UsageError(absl::string_view message, absl::string_view command = "") {
@@ -85,14 +94,28 @@ po::options_description BuildFlags() {
       "copy SRC to DIR/REL; repeat for each file");
   add("service", po::value<std::vector<std::string>>()->value_name("NAME=REL"),
       "declare service NAME, run from the package file REL; repeatable");
+  add("key", po::value<std::string>()->value_name("SECRET"),
+      "sign the package with this secret key file (NAME.secret, mode 0600)");
+  add("archive", po::value<std::string>()->value_name("FILE"),
+      "also write the package as one archive: FILE ends in .tar, .tar.gz, .tgz or .tar.xz");
   return flags;
 }
 
-ExitCode RunBuild(const std::string&, const po::variables_map& values) {
+// The secret key of --key, when given.
+absl::StatusOr<std::optional<SecretKey>> OptionalKey(const po::variables_map& values) {
+  if (values.count("key") == 0) return std::optional<SecretKey>();
+  absl::StatusOr<SecretKey> key = SecretKey::Read(values["key"].as<std::string>());
+  if (!key.ok()) return key.status();
+  return std::optional<SecretKey>(*std::move(key));
+}
+
+ExitCode RunBuild(const Globals&, const po::variables_map& values) {
   auto files = Pairs(values, "file", "REL=SRC");
   if (!files.ok()) return UsageError(files.status().message(), "build");
   auto services = Pairs(values, "service", "NAME=REL");
   if (!services.ok()) return UsageError(services.status().message(), "build");
+  absl::StatusOr<std::optional<SecretKey>> key = OptionalKey(values);
+  if (!key.ok()) return Fail(key.status());
 
   BuildSpec spec{.version = values["version"].as<std::string>(),
                  .out_dir = values["out"].as<std::string>(),
@@ -100,9 +123,74 @@ ExitCode RunBuild(const std::string&, const po::variables_map& values) {
                  .services = *std::move(services)};
   absl::StatusOr<Manifest> manifest = BuildPackage(spec);
   if (!manifest.ok()) return Fail(manifest.status());
+  if (key->has_value()) {
+    if (absl::Status signed_ = SignPackage(spec.out_dir, **key); !signed_.ok()) {
+      return Fail(signed_);
+    }
+  }
   std::cout << "built version " << spec.version << " in " << spec.out_dir
             << ": files=" << manifest->files_size() << " services=" << manifest->services_size()
-            << "\n";
+            << (key->has_value() ? absl::StrCat(" signed_by=", (*key)->id()) : " unsigned") << "\n";
+
+  if (values.count("archive") == 0) return ExitCode::kOk;
+  const std::string archive = values["archive"].as<std::string>();
+  if (absl::Status written = WritePackageArchive(spec.out_dir, *manifest, archive); !written.ok()) {
+    return Fail(absl::Status(written.code(),
+                             absl::StrCat("write archive ", archive, ": ", written.message())));
+  }
+  std::cout << "wrote archive " << archive << "\n";
+  return ExitCode::kOk;
+}
+
+po::options_description KeygenFlags() {
+  po::options_description flags("flags", 100);
+  flags.add_options()("out", po::value<std::string>()->value_name("DIR")->default_value("."),
+                      "the folder to write NAME.secret and NAME.pub in");
+  return flags;
+}
+
+ExitCode RunKeygen(const Globals&, const po::variables_map& values) {
+  const std::string dir = values["out"].as<std::string>();
+  absl::StatusOr<PublicKey> key = WriteKeyPair(dir, values["NAME"].as<std::string>());
+  if (!key.ok())
+    return Fail(
+        absl::Status(key.status().code(), absl::StrCat("keygen: ", key.status().message())));
+  std::cout << "key " << key->id() << ": secret " << dir << "/" << values["NAME"].as<std::string>()
+            << kSecretKeyExtension << " (keep it private), public " << key->source()
+            << " (copy it into CONFIG/keys/ to trust it)\n";
+  return ExitCode::kOk;
+}
+
+po::options_description SignFlags() {
+  po::options_description flags("flags", 100);
+  flags.add_options()("key", po::value<std::string>()->value_name("SECRET")->required(),
+                      "the secret key file to sign with (NAME.secret, mode 0600)");
+  return flags;
+}
+
+ExitCode RunSign(const Globals&, const po::variables_map& values) {
+  const std::string dir = values["DIR"].as<std::string>();
+  absl::StatusOr<SecretKey> key = SecretKey::Read(values["key"].as<std::string>());
+  if (!key.ok()) return Fail(key.status());
+  if (absl::Status signed_ = SignPackage(dir, *key); !signed_.ok()) {
+    return Fail(
+        absl::Status(signed_.code(), absl::StrCat("sign package ", dir, ": ", signed_.message())));
+  }
+  std::cout << "signed " << dir << "/" << kManifestFile << " with key " << key->id() << " in "
+            << dir << "/" << kSignatureFile << "\n";
+  return ExitCode::kOk;
+}
+
+ExitCode RunVerify(const Globals& globals, const po::variables_map& values) {
+  absl::StatusOr<Keyring> keyring = Keyring::Load(globals.keys_dir);
+  if (!keyring.ok()) return Fail(keyring.status());
+  const std::string source = values["PACKAGE"].as<std::string>();
+  absl::StatusOr<SignedManifest> verified = VerifyPackage(source, *keyring);
+  if (!verified.ok()) return Fail(verified.status());
+
+  std::cout << "verified " << source << ": version " << verified->manifest.version()
+            << ", files=" << verified->manifest.files_size() << ", signed by trusted key "
+            << verified->signer.key_id << " (" << verified->signer.key_source << ")\n";
   return ExitCode::kOk;
 }
 
@@ -121,10 +209,14 @@ void CollectAfterInstall(const std::string& prefix, int keep) {
   }
 }
 
-ExitCode RunInstall(const std::string& prefix, const po::variables_map& values) {
+ExitCode RunInstall(const Globals& globals, const po::variables_map& values) {
+  const std::string& prefix = globals.prefix;
   absl::StatusOr<int> keep = Keep(values);
   if (!keep.ok()) return UsageError(keep.status().message(), "install");
-  absl::StatusOr<InstallResult> result = Install(values["DIR"].as<std::string>(), prefix);
+  absl::StatusOr<Keyring> keyring = Keyring::Load(globals.keys_dir);
+  if (!keyring.ok()) return Fail(keyring.status());
+  absl::StatusOr<InstallResult> result =
+      Install(values["PACKAGE"].as<std::string>(), prefix, *keyring);
   if (!result.ok()) return Fail(result.status());
 
   const std::string previous = result->previous.empty() ? "none" : result->previous;
@@ -133,6 +225,8 @@ ExitCode RunInstall(const std::string& prefix, const po::variables_map& values) 
   CollectAfterInstall(prefix, *keep);
   return ExitCode::kOk;
 }
+
+po::options_description NoFlags() { return po::options_description("flags", 100); }
 
 po::options_description ListFlags() {
   po::options_description flags("flags", 100);
@@ -176,7 +270,8 @@ void PrintTable(const std::vector<InstalledVersion>& versions) {
   }
 }
 
-ExitCode RunList(const std::string& prefix, const po::variables_map& values) {
+ExitCode RunList(const Globals& globals, const po::variables_map& values) {
+  const std::string& prefix = globals.prefix;
   absl::StatusOr<std::vector<InstalledVersion>> versions = ListVersions(prefix);
   if (!versions.ok()) {
     return Fail(absl::Status(
@@ -201,9 +296,11 @@ po::options_description RollbackFlags() {
   return flags;
 }
 
-ExitCode RunRollback(const std::string& prefix, const po::variables_map& values) {
+ExitCode RunRollback(const Globals& globals, const po::variables_map& values) {
   const std::string to = values.count("to") > 0 ? values["to"].as<std::string>() : "";
-  absl::StatusOr<RollbackResult> result = Rollback(prefix, to);
+  absl::StatusOr<Keyring> keyring = Keyring::Load(globals.keys_dir);
+  if (!keyring.ok()) return Fail(keyring.status());
+  absl::StatusOr<RollbackResult> result = Rollback(globals.prefix, to, &*keyring);
   if (!result.ok()) return Fail(result.status());
 
   if (result->from == result->to) {
@@ -215,7 +312,8 @@ ExitCode RunRollback(const std::string& prefix, const po::variables_map& values)
   return ExitCode::kOk;
 }
 
-ExitCode RunGc(const std::string& prefix, const po::variables_map& values) {
+ExitCode RunGc(const Globals& globals, const po::variables_map& values) {
+  const std::string& prefix = globals.prefix;
   absl::StatusOr<int> keep = Keep(values);
   if (!keep.ok()) return UsageError(keep.status().message(), "gc");
   absl::StatusOr<std::vector<CollectDecision>> decisions = CollectVersions(prefix, *keep);
@@ -232,23 +330,57 @@ ExitCode RunGc(const std::string& prefix, const po::variables_map& values) {
 
 const std::vector<Command>& Commands() {
   static const std::vector<Command> commands = {
+      {.name = "keygen",
+       .synopsis = "keygen NAME [--out DIR]",
+       .summary = "make an Ed25519 signing key pair",
+       .details = "Writes DIR/NAME.secret (mode 0600; refused if it exists) and DIR/NAME.pub.\n"
+                  "Sign packages with the secret; copy the .pub file into CONFIG/keys/ of each\n"
+                  "host that is to trust them. Each file is one line, KIND KEY-ID BASE64.",
+       .arguments = {"NAME"},
+       .flags = KeygenFlags,
+       .run = RunKeygen},
       {.name = "build",
-       .synopsis = "build --version V --out DIR --file REL=SRC... [--service NAME=REL]...",
-       .summary = "make a package folder from built files",
+       .synopsis = "build --version V --out DIR --file REL=SRC... [--service NAME=REL]...\n"
+                   "        [--key SECRET] [--archive FILE]",
+       .summary = "make a package folder (and archive) from built files, signed with --key",
        .details = "Copies each SRC to DIR/REL and writes DIR/manifest.json with the version,\n"
                   "each file's sha256 and mode (0755 when SRC has an execute bit, else 0644)\n"
-                  "and the services. DIR must be missing or empty.",
+                  "and the services. DIR must be missing or empty. With --key, signs the\n"
+                  "manifest as sign does; with --archive, also writes the folder as one tar\n"
+                  "archive, compressed as FILE's name says (.tar, .tar.gz, .tgz, .tar.xz).",
        .flags = BuildFlags,
        .run = RunBuild},
-      {.name = "install",
-       .synopsis = "install DIR [--keep N]",
-       .summary = "install a package folder and make it current",
-       .details = "Checks DIR/manifest.json and the sha256 of every file, copies the package\n"
-                  "to P/versions/V/ and points P/current at it, then collects old versions as\n"
-                  "gc does. On any error nothing under P changes. A version installed before\n"
-                  "with other contents is refused; with the same contents it only becomes\n"
-                  "current again.",
+      {.name = "sign",
+       .synopsis = "sign DIR --key SECRET",
+       .summary = "sign a package folder's manifest",
+       .details = "Signs the exact bytes of DIR/manifest.json with the Ed25519 key SECRET and\n"
+                  "writes the signature line to DIR/manifest.json.sig, replacing an earlier\n"
+                  "signature by the same key and keeping those of other keys. The manifest\n"
+                  "lists every file's sha256, so the signature covers every file.",
        .arguments = {"DIR"},
+       .flags = SignFlags,
+       .run = RunSign},
+      {.name = "verify",
+       .synopsis = "verify PACKAGE",
+       .summary = "check a package's signature, manifest and files, installing nothing",
+       .details = "PACKAGE is a package folder or archive. Checks that a key in the keys\n"
+                  "folder (--keys-dir, else CONFIG/keys) signed its manifest, that the\n"
+                  "manifest is valid and that every file has its sha256, as install does.",
+       .arguments = {"PACKAGE"},
+       .flags = NoFlags,
+       .run = RunVerify},
+      {.name = "install",
+       .synopsis = "install PACKAGE [--keep N]",
+       .summary = "install a signed package folder or archive and make it current",
+       .details = "PACKAGE is a package folder or an archive of one (tar, plain or compressed),\n"
+                  "extracted into a private temporary folder first: only plain relative paths\n"
+                  "to files and folders, no links, no devices, within size limits. Checks that\n"
+                  "a trusted key (--keys-dir, else CONFIG/keys) signed the manifest, then the\n"
+                  "manifest and the sha256 of every file; copies the package to P/versions/V/\n"
+                  "and points P/current at it, then collects old versions as gc does. On any\n"
+                  "error nothing under P changes. A version installed before with other\n"
+                  "contents is refused; with the same contents it only becomes current again.",
+       .arguments = {"PACKAGE"},
        .flags = KeepFlags,
        .run = RunInstall},
       {.name = "list",
@@ -266,7 +398,8 @@ const std::vector<Command>& Commands() {
        .synopsis = "rollback [--to V]",
        .summary = "make the previous version current again",
        .details = "Points P/current at the newest version installed before the current one,\n"
-                  "or at V, after checking its files. Fails when there is no such version.",
+                  "or at V, after checking its signature against the trusted keys and its\n"
+                  "files. Fails when there is no such version.",
        .flags = RollbackFlags,
        .run = RunRollback},
       {.name = "gc",
@@ -293,6 +426,11 @@ po::options_description GlobalFlags() {
   auto add = flags.add_options();
   add("prefix", po::value<std::string>()->value_name("P")->default_value(kDefaultPrefix),
       "the install folder: P/versions/V/ and the symlink P/current");
+  add("config-dir",
+      po::value<std::string>()->value_name("CONFIG")->default_value(kDefaultConfigDir),
+      "nehost's configuration folder; the trusted public keys are CONFIG/keys/*.pub");
+  add("keys-dir", po::value<std::string>()->value_name("DIR"),
+      "the trusted public keys, instead of CONFIG/keys");
   add("verbose,v", po::bool_switch(), "log routine detail too");
   add("quiet,q", po::bool_switch(), "log only warnings and errors");
   add("help,h", po::bool_switch(), "show help; 'nehost-pkg help COMMAND' for one command");
@@ -303,8 +441,9 @@ void PrintHelp(const po::options_description& globals) {
   std::cout << "usage: nehost-pkg [GLOBAL FLAGS] COMMAND [ARGUMENTS]\n\n"
                "nehost-pkg "
             << kVersion
-            << ": builds nehost packages and installs them as\n"
-               "versions under P/versions/V/, with P/current pointing at the one to run.\n\n"
+            << ": builds and signs nehost packages, and installs\n"
+               "those signed by a trusted key as versions under P/versions/V/, with\n"
+               "P/current pointing at the one to run.\n\n"
                "commands:\n";
   for (const Command& command : Commands()) {
     std::cout << "  " << command.synopsis << "\n      " << command.summary << "\n";
@@ -405,11 +544,15 @@ ExitCode Dispatch(int argc, char** argv, const Command& command,
   if (!values.ok()) {
     return UsageError(absl::StrCat(command.name, ": ", values.status().message()), command.name);
   }
-  const std::string prefix = (*values)["prefix"].as<std::string>();
-  if (prefix.empty()) return UsageError("--prefix is empty");
+  Globals settings{.prefix = (*values)["prefix"].as<std::string>(), .keys_dir = ""};
+  if (settings.prefix.empty()) return UsageError("--prefix is empty");
+  settings.keys_dir = values->count("keys-dir") > 0
+                          ? (*values)["keys-dir"].as<std::string>()
+                          : KeysDir((*values)["config-dir"].as<std::string>());
+  if (settings.keys_dir.empty()) return UsageError("--keys-dir is empty");
 
   InitLogging("nehost-pkg", Verbosity(*values));
-  return command.run(prefix, *values);
+  return command.run(settings, *values);
 }
 
 ExitCode Run(int argc, char** argv) {

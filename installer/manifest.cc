@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/files.h"
+#include "common/utf8.h"
 
 namespace nehost::installer {
 namespace {
@@ -27,7 +28,7 @@ constexpr uint32_t kMaxMode = 0777;
 constexpr uint32_t kExecuteBits = 0111;
 
 // Paths at the top of a version folder that install writes itself.
-constexpr const char* kReservedPaths[] = {kManifestFile, kInstalledAtFile};
+constexpr const char* kReservedPaths[] = {kManifestFile, kSignatureFile, kInstalledAtFile};
 
 // Quoted, with anything unprintable escaped, so that a hostile name cannot break the line.
 std::string Quote(const std::string& text) {
@@ -191,6 +192,7 @@ absl::Status ValidatePackagePath(const std::string& path) {
     return absl::InvalidArgumentError("path holds a control character");
   }
   if (path[0] == '/') return absl::InvalidArgumentError("path is absolute");
+  if (!IsValidUtf8(path)) return absl::InvalidArgumentError("path is not UTF-8");
 
   for (absl::string_view component : absl::StrSplit(path, '/')) {
     if (component.empty()) return absl::InvalidArgumentError("path has an empty component");

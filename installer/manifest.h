@@ -22,6 +22,8 @@ using nehost::package::v1::PackageFile;
 using nehost::package::v1::PackageService;
 
 inline constexpr char kManifestFile[] = "manifest.json";
+// Beside the manifest: its Ed25519 signatures (signature.h).
+inline constexpr char kSignatureFile[] = "manifest.json.sig";
 // Written by install beside the manifest in each version folder: when it was installed.
 inline constexpr char kInstalledAtFile[] = "installed_at";
 // Marks the installer's temporary files and folders ("2.0.0.tmp-4242"); no version holds it.

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <filesystem>
+#include <memory>
 #include <system_error>
 
 #include "absl/algorithm/container.h"
@@ -20,6 +21,7 @@
 #include "common/files.h"
 #include "common/log.h"
 #include "common/unique_fd.h"
+#include "installer/archive.h"
 #include "installer/in_use.h"
 
 namespace nehost::installer {
@@ -210,10 +212,19 @@ absl::StatusOr<Manifest> ReadInstalled(const std::string& prefix, const std::str
   return manifest;
 }
 
-// Switches to an installed version once its files pass; the caller holds the lock.
-absl::StatusOr<std::string> SwitchVerified(const std::string& prefix, const std::string& version) {
+// Switches to an installed version once its files pass, and its signature when a keyring is
+// given: a key withdrawn since the install no longer vouches for it. The caller holds the lock.
+absl::StatusOr<std::string> SwitchVerified(const std::string& prefix, const std::string& version,
+                                           const Keyring* keyring) {
   absl::StatusOr<Manifest> manifest = ReadInstalled(prefix, version);
   if (!manifest.ok()) return manifest.status();
+  if (keyring != nullptr) {
+    absl::StatusOr<SignedManifest> signed_manifest =
+        ReadSignedManifest(VersionDir(prefix, version), *keyring);
+    if (!signed_manifest.ok()) {
+      return WithContext(signed_manifest.status(), absl::StrCat("version ", version));
+    }
+  }
   absl::Status verified = VerifyFiles(VersionDir(prefix, version), *manifest);
   if (!verified.ok()) return WithContext(verified, absl::StrCat("version ", version));
   return PointCurrentAt(prefix, version);
@@ -240,10 +251,11 @@ absl::Status CheckInstalledSame(const std::string& prefix, const Manifest& manif
   return absl::OkStatus();
 }
 
-// Fills folder with the package's files, its manifest exactly as it was read and checked,
-// and the install time.
-absl::Status CopyVersion(const std::string& package_dir, const Manifest& manifest,
-                         const std::string& json, const std::string& folder) {
+// Fills folder with the package's files, its manifest and signatures exactly as they were read
+// and checked, and the install time.
+absl::Status CopyVersion(const std::string& package_dir, const SignedManifest& signed_manifest,
+                         const std::string& folder) {
+  const Manifest& manifest = signed_manifest.manifest;
   if (absl::Status made = MakeDirs(folder, kFolderMode); !made.ok()) return made;
   for (const PackageFile& file : manifest.files()) {
     absl::Status placed = PlaceFile(absl::StrCat(package_dir, "/", file.path()), folder, file);
@@ -251,8 +263,15 @@ absl::Status CopyVersion(const std::string& package_dir, const Manifest& manifes
   }
 
   const std::string manifest_path = absl::StrCat(folder, "/", kManifestFile);
-  if (absl::Status written = WriteFileAtomically(manifest_path, json); !written.ok())
+  if (absl::Status written = WriteFileAtomically(manifest_path, signed_manifest.json);
+      !written.ok()) {
     return written;
+  }
+  const std::string signature_path = absl::StrCat(folder, "/", kSignatureFile);
+  if (absl::Status written = WriteFileAtomically(signature_path, signed_manifest.signature);
+      !written.ok()) {
+    return written;
+  }
   const std::string installed_at = FormatInstallTime(absl::Now()) + "\n";
   absl::Status written =
       WriteFileAtomically(absl::StrCat(folder, "/", kInstalledAtFile), installed_at);
@@ -265,8 +284,10 @@ absl::Status CopyVersion(const std::string& package_dir, const Manifest& manifes
 
 // Copies the package to P/versions/VERSION through a temporary folder, or finds it there
 // already. Whether it copied.
-absl::StatusOr<bool> PlaceVersion(const std::string& package_dir, const Manifest& manifest,
-                                  const std::string& json, const std::string& prefix) {
+absl::StatusOr<bool> PlaceVersion(const std::string& package_dir,
+                                  const SignedManifest& signed_manifest,
+                                  const std::string& prefix) {
+  const Manifest& manifest = signed_manifest.manifest;
   const std::string folder = VersionDir(prefix, manifest.version());
   if (Exists(folder)) {
     absl::Status same = CheckInstalledSame(prefix, manifest);
@@ -278,7 +299,7 @@ absl::StatusOr<bool> PlaceVersion(const std::string& package_dir, const Manifest
 
   const std::string temporary = TemporaryPath(folder);
   RemoveTree(temporary).IgnoreError();  // left by an earlier run with this pid that crashed
-  absl::Status copied = CopyVersion(package_dir, manifest, json, temporary);
+  absl::Status copied = CopyVersion(package_dir, signed_manifest, temporary);
   if (copied.ok() && ::rename(temporary.c_str(), folder.c_str()) != 0) {
     copied = ErrnoStatus(errno, "rename into place", folder);
   }
@@ -410,6 +431,74 @@ void RemoveStaleTemporaries(const std::string& prefix) {
   }
 }
 
+// A private folder that goes, with everything in it, when the object does.
+class TemporaryFolder {
+ public:
+  static absl::StatusOr<std::unique_ptr<TemporaryFolder>> Create(const std::string& parent) {
+    std::string pattern = absl::StrCat(parent, "/nehost-pkg-XXXXXX");
+    if (::mkdtemp(pattern.data()) == nullptr) {
+      return ErrnoStatus(errno, "create temporary folder in", parent);
+    }
+    return std::unique_ptr<TemporaryFolder>(new TemporaryFolder(std::move(pattern)));
+  }
+  ~TemporaryFolder() {
+    absl::Status removed = RemoveTree(path_);
+    if (!removed.ok()) spdlog::warn("leaving temporary folder: {}", removed.message());
+  }
+  TemporaryFolder(const TemporaryFolder&) = delete;
+  TemporaryFolder& operator=(const TemporaryFolder&) = delete;
+
+  const std::string& path() const { return path_; }
+
+ private:
+  explicit TemporaryFolder(std::string path) : path_(std::move(path)) {}
+  std::string path_;
+};
+
+// Extracts an archive into a private folder, outside the prefix: nothing in it is trusted
+// until its signature and hashes are checked.
+absl::StatusOr<std::unique_ptr<TemporaryFolder>> Unpack(const std::string& archive,
+                                                        const InstallOptions& options) {
+  std::string parent = options.work_dir;
+  if (parent.empty()) {
+    std::error_code error;
+    parent = fs::temp_directory_path(error).string();
+    if (error) return ErrnoStatus(error.value(), "find", "the temporary folder");
+  }
+  absl::StatusOr<std::unique_ptr<TemporaryFolder>> folder = TemporaryFolder::Create(parent);
+  if (!folder.ok()) return folder.status();
+  absl::Status extracted = ExtractPackageArchive(archive, (*folder)->path(), options.limits);
+  if (!extracted.ok()) return extracted;
+  return folder;
+}
+
+// A package that passed every check, and the folder its files are in: the source itself, or
+// the private folder its archive was extracted into, which goes with this object.
+struct CheckedPackage {
+  std::unique_ptr<TemporaryFolder> unpacked;
+  std::string folder;
+  SignedManifest signed_manifest;
+};
+
+// The signature first, then the manifest, then every file's sha256.
+absl::StatusOr<CheckedPackage> CheckPackage(const std::string& source, const Keyring& keyring,
+                                            const InstallOptions& options) {
+  CheckedPackage package{.unpacked = nullptr, .folder = source, .signed_manifest = {}};
+  if (IsPackageArchive(source)) {
+    absl::StatusOr<std::unique_ptr<TemporaryFolder>> unpacked = Unpack(source, options);
+    if (!unpacked.ok()) return unpacked.status();
+    package.unpacked = *std::move(unpacked);
+    package.folder = package.unpacked->path();
+  }
+
+  absl::StatusOr<SignedManifest> signed_manifest = ReadSignedManifest(package.folder, keyring);
+  if (!signed_manifest.ok()) return signed_manifest.status();
+  package.signed_manifest = *std::move(signed_manifest);
+  absl::Status verified = VerifyFiles(package.folder, package.signed_manifest.manifest);
+  if (!verified.ok()) return verified;
+  return package;
+}
+
 void LogDecision(const CollectDecision& decision) {
   if (decision.removed()) {
     spdlog::info("removing version={} reason={}", decision.version,
@@ -450,14 +539,12 @@ absl::StatusOr<Manifest> BuildPackage(const BuildSpec& spec) {
   return manifest;
 }
 
-absl::StatusOr<InstallResult> Install(const std::string& package_dir, const std::string& prefix) {
-  const std::string context = absl::StrCat("install package ", package_dir);
-  std::string json;
-  absl::StatusOr<Manifest> manifest = ReadManifest(package_dir, &json);
-  if (!manifest.ok()) return WithContext(manifest.status(), context);
-  if (absl::Status verified = VerifyFiles(package_dir, *manifest); !verified.ok()) {
-    return WithContext(verified, context);
-  }
+absl::StatusOr<InstallResult> Install(const std::string& source, const std::string& prefix,
+                                      const Keyring& keyring, const InstallOptions& options) {
+  const std::string context = absl::StrCat("install package ", source);
+  absl::StatusOr<CheckedPackage> package = CheckPackage(source, keyring, options);
+  if (!package.ok()) return WithContext(package.status(), context);
+  const Manifest& manifest = package->signed_manifest.manifest;
 
   // Only a package known to be good gets to touch P.
   if (absl::Status made = MakeDirs(VersionsDir(prefix), kFolderMode); !made.ok()) {
@@ -466,17 +553,30 @@ absl::StatusOr<InstallResult> Install(const std::string& package_dir, const std:
   absl::StatusOr<UniqueFd> lock = LockPrefix(prefix);
   if (!lock.ok()) return WithContext(lock.status(), context);
 
-  absl::StatusOr<bool> copied = PlaceVersion(package_dir, *manifest, json, prefix);
+  absl::StatusOr<bool> copied = PlaceVersion(package->folder, package->signed_manifest, prefix);
   if (!copied.ok()) return WithContext(copied.status(), context);
 
-  absl::StatusOr<std::string> previous = PointCurrentAt(prefix, manifest->version());
+  absl::StatusOr<std::string> previous = PointCurrentAt(prefix, manifest.version());
   if (!previous.ok()) {
     // Nothing under P may change on failure: the new version goes again.
-    if (*copied) RemoveVersion(prefix, manifest->version()).IgnoreError();
+    if (*copied) RemoveVersion(prefix, manifest.version()).IgnoreError();
     return WithContext(previous.status(), context);
   }
-  return InstallResult{
-      .version = manifest->version(), .previous = *previous, .already_installed = !*copied};
+  const std::string& signer = package->signed_manifest.signer.key_id;
+  spdlog::info("verified version={} signed_by={}", manifest.version(), signer);
+  return InstallResult{.version = manifest.version(),
+                       .previous = *previous,
+                       .already_installed = !*copied,
+                       .signed_by = signer};
+}
+
+absl::StatusOr<SignedManifest> VerifyPackage(const std::string& source, const Keyring& keyring,
+                                             const InstallOptions& options) {
+  absl::StatusOr<CheckedPackage> package = CheckPackage(source, keyring, options);
+  if (!package.ok()) {
+    return WithContext(package.status(), absl::StrCat("verify package ", source));
+  }
+  return std::move(package->signed_manifest);
 }
 
 std::string FormatInstallTime(absl::Time time) {
@@ -502,12 +602,13 @@ absl::StatusOr<std::string> CurrentVersion(const std::string& prefix) {
   return std::string(version);
 }
 
-absl::StatusOr<std::string> SwitchCurrent(const std::string& prefix, const std::string& version) {
+absl::StatusOr<std::string> SwitchCurrent(const std::string& prefix, const std::string& version,
+                                          const Keyring* keyring) {
   const std::string context = absl::StrCat("switch current under ", prefix, " to ", version);
   absl::StatusOr<UniqueFd> lock = LockPrefix(prefix);
   if (!lock.ok()) return WithContext(lock.status(), context);
 
-  absl::StatusOr<std::string> previous = SwitchVerified(prefix, version);
+  absl::StatusOr<std::string> previous = SwitchVerified(prefix, version, keyring);
   if (!previous.ok()) return WithContext(previous.status(), context);
   return previous;
 }
@@ -530,7 +631,8 @@ absl::StatusOr<std::vector<InstalledVersion>> ListVersions(const std::string& pr
   return versions;
 }
 
-absl::StatusOr<RollbackResult> Rollback(const std::string& prefix, const std::string& to) {
+absl::StatusOr<RollbackResult> Rollback(const std::string& prefix, const std::string& to,
+                                        const Keyring* keyring) {
   const std::string context = absl::StrCat("rollback under ", prefix);
   absl::StatusOr<UniqueFd> lock = LockPrefix(prefix);
   if (!lock.ok()) return WithContext(lock.status(), context);
@@ -543,7 +645,7 @@ absl::StatusOr<RollbackResult> Rollback(const std::string& prefix, const std::st
     return RollbackResult{.from = current, .to = current};
   }
 
-  absl::StatusOr<std::string> previous = SwitchVerified(prefix, *target);
+  absl::StatusOr<std::string> previous = SwitchVerified(prefix, *target, keyring);
   if (!previous.ok()) return WithContext(previous.status(), context);
   return RollbackResult{.from = *previous, .to = *target};
 }

@@ -26,11 +26,15 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "installer/archive.h"
 #include "installer/manifest.h"
+#include "installer/signature.h"
 
 namespace nehost::installer {
 
 inline constexpr char kDefaultPrefix[] = "/opt/nehost";
+// nehost's configuration folder, which holds the trusted keys in keys/ (signature.h).
+inline constexpr char kDefaultConfigDir[] = "/etc/nehost";
 // Versions that CollectVersions keeps by default, counting the current one.
 inline constexpr int kDefaultKeep = 2;
 
@@ -59,14 +63,29 @@ struct InstallResult {
   std::string previous = {};
   // The same version with the same contents was there: nothing was copied.
   bool already_installed = false;
+  // The id of the trusted key whose signature verified.
+  std::string signed_by = {};
 };
 
-// Validates the package folder's manifest and the hash of every file, then installs the
-// package as P/versions/VERSION and makes it current. On any error nothing under P changes,
-// and the message names the package, the file and the cause. A version installed before
-// with other contents is refused; with the same contents, its installed files are verified
-// and it becomes current again.
-absl::StatusOr<InstallResult> Install(const std::string& package_dir, const std::string& prefix);
+struct InstallOptions {
+  ExtractLimits limits = {};
+  // Where an archive is extracted before it is checked; the system's temporary folder when
+  // empty. The extraction is removed afterwards, whatever happened.
+  std::string work_dir = {};
+};
+
+// Installs a package, a folder or an archive of one (archive.h), as P/versions/VERSION and
+// makes it current. Before anything under P changes, the manifest's signature must verify
+// against a key of the keyring (signature.h), and then the manifest and the hash of every
+// file must pass. On any error nothing under P changes, and the message names the package,
+// the file and the cause. A version installed before with other contents is refused; with
+// the same contents, its installed files are verified and it becomes current again.
+absl::StatusOr<InstallResult> Install(const std::string& source, const std::string& prefix,
+                                      const Keyring& keyring, const InstallOptions& options = {});
+
+// The checks of Install, without installing: the signature, the manifest and every file.
+absl::StatusOr<SignedManifest> VerifyPackage(const std::string& source, const Keyring& keyring,
+                                             const InstallOptions& options = {});
 
 // RFC 3339 in UTC with nanoseconds, "2024-05-01T12:00:00.123456789Z": how installed_at
 // files and `nehost-pkg list --json` write install times.
@@ -75,9 +94,10 @@ std::string FormatInstallTime(absl::Time time);
 // The version P/current names. NOT_FOUND when there is none.
 absl::StatusOr<std::string> CurrentVersion(const std::string& prefix);
 
-// Makes an installed version current after verifying its files; returns the version that
-// was current before, or empty.
-absl::StatusOr<std::string> SwitchCurrent(const std::string& prefix, const std::string& version);
+// Makes an installed version current after verifying its files, and its signature when a
+// keyring is given; returns the version that was current before, or empty.
+absl::StatusOr<std::string> SwitchCurrent(const std::string& prefix, const std::string& version,
+                                          const Keyring* keyring = nullptr);
 
 struct InstalledVersion {
   std::string version = {};
@@ -100,8 +120,10 @@ struct RollbackResult {
 };
 
 // Makes `to` current, or, when it is empty, the newest version installed before the current
-// one. Rolling back to the current version changes nothing and succeeds.
-absl::StatusOr<RollbackResult> Rollback(const std::string& prefix, const std::string& to = "");
+// one, checked as SwitchCurrent does. Rolling back to the current version changes nothing and
+// succeeds.
+absl::StatusOr<RollbackResult> Rollback(const std::string& prefix, const std::string& to = "",
+                                        const Keyring* keyring = nullptr);
 
 enum class CollectReason {
   kCurrent,  // kept: P/current names it

@@ -19,6 +19,8 @@ packages=(
   libldns-dev clang libclang-rt-14-dev
   # draws the upgrade benchmark's timeline
   gnuplot-nox
+  # the .deb: CPack takes its dependencies from dpkg-shlibdeps; the test installs it with dpkg
+  dpkg-dev
 )
 
 missing=()

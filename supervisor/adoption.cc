@@ -117,7 +117,8 @@ void Supervisor::RecoverRecordFromRuntime(Service& service) {
     registration.set_last_generation(std::max(registration.last_generation(), generation));
     registration.set_start_time_ticks(*start);
     registration.set_executable(*executable);
-    registration.set_executable_sha256(ExecutableDigest(*executable));
+    registration.set_executable_sha256(executables_.Digest(*executable));
+    registration.set_verified_by("adopted without a record: sha256 recorded only");
     registration.set_version(health->version());
   }
 }
@@ -169,6 +170,7 @@ bool Supervisor::TryAdopt(Service& service) {
   generation->start_time_ticks = registration.start_time_ticks();
   generation->executable = registration.executable();
   generation->executable_sha256 = registration.executable_sha256();
+  generation->verified_by = registration.verified_by();
   generation->version = registration.version();
   generation->ready = true;
   generation->ready_at = absl::Now();

@@ -12,6 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "common/files.h"
 #include "common/process_info.h"
+#include "installer/signature.h"
 #include "supervisor/control_client.h"
 #include "supervisor/service_state.h"
 
@@ -44,6 +45,30 @@ bool EnvironmentNames(pid_t pid, const std::string& name, const std::string& not
 }
 
 }  // namespace
+
+void Supervisor::AddSignatureCheck(const Service& service, DoctorResponse* response) const {
+  const Registration& registration = *service.registration;
+  const std::string& sha256 = registration.executable_sha256();
+  if (service.definition.package_prefix().empty()) {
+    AddCheck(response, "signature", absl::OkStatus(),
+             absl::StrCat("no manifest: plain definition; sha256 ", sha256, " recorded at launch"));
+    return;
+  }
+  // Checked again now, against the keys trusted now: a key withdrawn since the launch shows.
+  absl::StatusOr<ExpectedExecutable> expected = ExpectSignedExecutable(
+      service.definition.package_prefix(), registration.version(), service.definition.executable(),
+      installer::KeysDir(options_.config_dir));
+  absl::Status matches = expected.status();
+  if (expected.ok() && expected->sha256 != sha256) {
+    matches = absl::PermissionDeniedError(absl::StrCat("the running binary has sha256 ", sha256,
+                                                       ", the ", expected->verified_by, " says ",
+                                                       expected->sha256));
+  }
+  AddCheck(response, "signature", matches,
+           expected.ok()
+               ? absl::StrCat("sha256 ", sha256, " as the ", expected->verified_by, " says")
+               : "");
+}
 
 absl::StatusOr<DoctorResponse> Supervisor::Doctor(const std::string& name) {
   absl::MutexLock lock(&mu_);
@@ -84,6 +109,7 @@ absl::StatusOr<DoctorResponse> Supervisor::Doctor(const std::string& name) {
             ? absl::OkStatus()
             : absl::FailedPreconditionError(absl::StrCat("runs ", *executable));
     AddCheck(&response, "executable", same_executable, registration.executable());
+    AddSignatureCheck(service, &response);
 
     std::string path = ControlSocketPath(options_.runtime_dir, name, registration.generation());
     absl::StatusOr<ControlClient> control = ControlClient::Connect(path, pid);

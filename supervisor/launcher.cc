@@ -40,6 +40,7 @@ constexpr char kListenPidPlaceholder[] = "LISTEN_PID=0000000000";
 // launch's own environment block. Returns 0 or an errno value.
 struct ChildSetup {
   const std::vector<int>* listen_fds;
+  int executable_fd;
 
   int Run(char** environment) const {
     if (int err = PlaceListenFds(); err != 0) return err;
@@ -54,6 +55,17 @@ struct ChildSetup {
 
     if (::setsid() < 0) return errno;
     return 0;
+  }
+
+  // Executes the opened file; returns only on failure, with the errno value. A script's
+  // interpreter reopens it as /dev/fd/N, which close-on-exec would have closed by then: such
+  // a file is tried again with the descriptor left open across the exec.
+  int ExecOpenedFile(char* const* argv, char** environment) const {
+    ::syscall(SYS_execveat, executable_fd, "", argv, environment, AT_EMPTY_PATH);
+    if (errno != ENOENT) return errno;
+    if (::fcntl(executable_fd, F_SETFD, 0) != 0) return errno;
+    ::syscall(SYS_execveat, executable_fd, "", argv, environment, AT_EMPTY_PATH);
+    return errno;
   }
 
   // dup2 into 3, 4, ... would overwrite a source that already sits in that range, so every
@@ -116,18 +128,23 @@ class ProcessLauncher : public Launcher {
       return executable;
     }
 
-    ChildSetup setup{&spec.listen_fds};
+    ChildSetup setup{&spec.listen_fds, spec.executable_fd};
     std::error_code error;
     // vfork rather than fork: nehostd's page tables are not copied, so its other threads,
     // serving lookups, do not stall behind the copy. The child shares nehostd's memory until
     // exec, which ChildSetup allows for: it only writes this launch's own environment block.
     bp::child child(bp::exe(spec.executable), bp::args(spec.args), bp::env(BuildEnvironment(spec)),
                     bp::posix::use_vfork, bp::extend::on_exec_setup([&setup](auto& executor) {
-                      if (int err = setup.Run(executor.env); err != 0) {
+                      int err = setup.Run(executor.env);
+                      const char* step = "child setup";
+                      if (err == 0 && setup.executable_fd >= 0) {
+                        err = setup.ExecOpenedFile(executor.cmd_line, executor.env);
+                        step = "exec";
+                      }
+                      if (err != 0) {
                         // In the child, set_error writes to Boost's error pipe, which the parent
                         // reads; the exec must then not go ahead.
-                        executor.set_error(std::error_code(err, std::system_category()),
-                                           "child setup");
+                        executor.set_error(std::error_code(err, std::system_category()), step);
                         ::_exit(127);
                       }
                     }),

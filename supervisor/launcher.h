@@ -21,7 +21,11 @@
 namespace nehost::supervisor {
 
 struct LaunchSpec {
+  // argv[0], and what is run when executable_fd is not set.
   std::string executable;
+  // When set, the file executed (execveat with AT_EMPTY_PATH): the very file that was opened
+  // and checked, whatever the path names by then. Not owned.
+  int executable_fd = -1;
   std::vector<std::string> args;
   // Added to (and overriding) nehostd's own environment. LISTEN_FDS, LISTEN_PID,
   // LISTEN_FDNAMES and NOTIFY_SOCKET are never inherited from nehostd.

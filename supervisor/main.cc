@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/syscall.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -12,8 +13,10 @@
 #include <cerrno>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/access_policy.h"
 #include "common/failpoint.h"
 #include "common/files.h"
@@ -22,9 +25,12 @@
 #include "common/log.h"
 #include "common/unix_socket.h"
 #include "common/version.h"
+#include "installer/manifest.h"
+#include "installer/signature.h"
 #include "supervisor/service_config.h"
 #include "supervisor/supervisor.h"
 #include "supervisor/supervisor_service.h"
+#include "supervisor/verification.h"
 
 namespace po = boost::program_options;
 
@@ -50,7 +56,10 @@ constexpr char kUsage[] =
     "Hosts long-lived network extensions: launches each service defined in\n"
     "CONFIG/services.d/*.textproto (with none, the nehost-filter beside this program, as\n"
     "org.nehost.filter), owns its sockets in RUNTIME/services/, restarts it when it exits,\n"
-    "and answers lookups by name on RUNTIME/nehostd.sock (see nehostctl).\n"
+    "and answers lookups by name on RUNTIME/nehostd.sock (see nehostctl). A service from a\n"
+    "package (package_prefix) runs only if its binary has the sha256 that its version's\n"
+    "manifest lists, signed by a key in CONFIG/keys/. CONFIG/nehostd.textproto sets who may\n"
+    "call what (access { admin_group reader_group }).\n"
     "SIGTERM or Ctrl-C stops every service, then nehostd.\n"
     "\n"
     "Exit status: 0 after a clean stop, 1 when nehostd cannot run, 2 for bad usage.\n"
@@ -65,9 +74,9 @@ int ParseFlags(int argc, char** argv, Flags* flags) {
   described.add_options()("help,h", "print this help and exit")("version",
                                                                 "print the version and exit")(
       "config-dir", po::value(&options.config_dir)->default_value("/etc/nehost"),
-      "folder holding services.d/")("runtime-dir",
-                                    po::value(&options.runtime_dir)->default_value("/run/nehost"),
-                                    "folder for nehostd.sock, services/*.sock and notify.sock")(
+      "folder holding services.d/, keys/ and nehostd.textproto")(
+      "runtime-dir", po::value(&options.runtime_dir)->default_value("/run/nehost"),
+      "folder for nehostd.sock, services/*.sock and notify.sock")(
       "state-dir", po::value(&options.state_dir)->default_value("/var/lib/nehost"),
       "folder for registry.json and each service's state in services/NAME/")(
       "lookup-wait-ms", po::value(&lookup_wait_ms)->default_value(5000),
@@ -153,17 +162,67 @@ absl::StatusOr<AccessPolicy> LoadAccessPolicy(const std::string& config_dir) {
   return policy;
 }
 
-// Re-executes this program with the same arguments, handing nehostd.sock over as fd 3 the
-// socket-activation way. Returns only on failure.
-absl::Status ReexecSelf(char** argv, UniqueFd control_socket) {
+// What a re-execution runs: the path nehostd was started as, when it is absolute, so that after
+// a package upgrade moved PREFIX/current (nehostd started as PREFIX/current/bin/nehostd) nehostd
+// comes back as the new version; else the very binary that runs now.
+std::string ReexecPath(const char* argv0) {
+  if (argv0 != nullptr && argv0[0] == '/' && ::access(argv0, X_OK) == 0) return argv0;
+  return "/proc/self/exe";
+}
+
+// The new image, checked and opened when the re-execution was asked for; executed through
+// the descriptor, so that what runs is what was checked.
+struct ReexecImage {
+  std::string path;
+  OpenedExecutable opened;
+  std::string verified_by;
+};
+
+ABSL_CONST_INIT absl::Mutex reexec_mu(absl::kConstInit);
+std::optional<ReexecImage> reexec_image ABSL_GUARDED_BY(reexec_mu);
+
+// Checks the binary a re-execution would run, as a service's is checked before its launch:
+// installed from a package (VERSION/bin/nehostd with VERSION/manifest.json), its sha256 must
+// be the one the manifest lists, signed by a key in CONFIG/keys. A binary with no manifest
+// beside it (a development build) is run unverified, as a plain definition's is.
+absl::StatusOr<ReexecImage> PrepareReexec(const char* argv0, const std::string& config_dir) {
+  ReexecImage image{.path = ReexecPath(argv0), .opened = {}, .verified_by = ""};
+  std::error_code error;
+  const std::filesystem::path real = std::filesystem::canonical(image.path, error);
+  if (error) return ErrnoStatus(error.value(), "resolve", image.path);
+  const std::filesystem::path folder = real.parent_path().parent_path();
+
+  ExpectedExecutable expected{.sha256 = "",
+                              .verified_by = "no manifest beside it: sha256 recorded only"};
+  if (std::filesystem::exists(folder / installer::kManifestFile, error)) {
+    absl::StatusOr<ExpectedExecutable> signed_file =
+        ExpectSignedFile(folder.string(), std::filesystem::relative(real, folder).string(),
+                         installer::KeysDir(config_dir));
+    if (!signed_file.ok()) return signed_file.status();
+    expected = *std::move(signed_file);
+  }
+  ExecutableCache cache;
+  absl::StatusOr<OpenedExecutable> opened = cache.Open(real.string(), expected);
+  if (!opened.ok()) return opened.status();
+  image.opened = *std::move(opened);
+  image.verified_by = expected.verified_by;
+  return image;
+}
+
+// Re-executes the checked image with the same arguments, handing nehostd.sock over as fd 3
+// the socket-activation way. Returns only on failure.
+absl::Status ReexecSelf(char** argv, UniqueFd control_socket, const ReexecImage& image) {
   if (::dup2(control_socket.get(), kListenFdsStart) < 0) {
     return ErrnoStatus(errno, "dup2", "nehostd.sock for the new image");
   }
   ::setenv("LISTEN_FDS", "1", 1);
   ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
   ::setenv("LISTEN_FDNAMES", "nehostd", 1);
-  ::execv("/proc/self/exe", argv);
-  return ErrnoStatus(errno, "execv", "/proc/self/exe");
+  if (ExecutableCache::Recheck(image.opened, image.path).ok()) {
+    ::syscall(SYS_execveat, image.opened.fd.get(), "", argv, environ, AT_EMPTY_PATH);
+    return ErrnoStatus(errno, "execveat", image.path);
+  }
+  return absl::AbortedError(absl::StrCat(image.path, " changed after it was checked"));
 }
 
 int Run(Flags flags, char** argv) {
@@ -183,9 +242,19 @@ int Run(Flags flags, char** argv) {
   Supervisor supervisor(options, MakeProcessLauncher());
   ConnectionTable connections;
   Authorizer authorizer(options.access, &connections);
-  SupervisorService service(&supervisor, &authorizer, [] {
+  SupervisorService service(&supervisor, &authorizer, [&options, argv]() -> absl::Status {
+    absl::StatusOr<ReexecImage> image = PrepareReexec(argv[0], options.config_dir);
+    if (!image.ok()) {
+      spdlog::error("re-execution refused: {}; nehostd goes on as it is", image.status().message());
+      return image.status();
+    }
+    {
+      absl::MutexLock lock(&reexec_mu);
+      reexec_image = *std::move(image);
+    }
     reexec_requested = true;
     ::kill(::getpid(), SIGUSR1);
+    return absl::OkStatus();
   });
 
   // Bound before the services start, so an early client waits in the backlog instead of
@@ -222,11 +291,15 @@ int Run(Flags flags, char** argv) {
   while (signal == SIGUSR1 && !reexec_requested) signal = WaitForSignal(signals);
 
   if (signal == SIGUSR1) {
-    spdlog::info("re-executing; every service keeps running and is adopted by the new image");
+    absl::MutexLock lock(&reexec_mu);
+    spdlog::info(
+        "re-executing path={} sha256={} verified_by=\"{}\"; every service keeps running and is "
+        "adopted by the new image",
+        reexec_image->path, reexec_image->opened.sha256, reexec_image->verified_by);
     sd_notify(0, "RELOADING=1");
     supervisor.Detach();
     (*server)->Stop(absl::Seconds(1));
-    absl::Status failed = ReexecSelf(argv, std::move(*listener));
+    absl::Status failed = ReexecSelf(argv, std::move(*listener), *reexec_image);
     spdlog::error("re-execution failed: {}; stopping", failed.message());
     return kExitFailure;
   }

@@ -26,6 +26,8 @@ struct Supervisor::Generation {
   uint64_t start_time_ticks = 0;
   std::string executable;
   std::string executable_sha256;
+  // What vouched for the executable at launch (verification.h).
+  std::string verified_by;
   std::string version;
 
   // The last STATUS= it sent.
@@ -96,9 +98,5 @@ google::protobuf::Timestamp ToProtoTime(absl::Time time);
 std::string TimeText(absl::Time time);
 int PidfdSendSignal(int pidfd, int signal);
 int PidfdOpen(pid_t pid);
-// "device:inode:size:mtime" of a file, or empty when it cannot be read: a binary that was
-// replaced gets a new identity, so a digest cached under the old one is not reused.
-using ExecutableIdentity = std::string;
-ExecutableIdentity IdentityOf(const std::string& path);
 
 }  // namespace nehost::supervisor

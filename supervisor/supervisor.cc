@@ -24,6 +24,7 @@
 #include "common/log.h"
 #include "common/process_info.h"
 #include "common/unix_socket.h"
+#include "installer/signature.h"
 #include "supervisor/control_client.h"
 #include "supervisor/service_state.h"
 
@@ -296,7 +297,7 @@ absl::StatusOr<Supervisor::Target> Supervisor::ResolveTarget(const Service& serv
           absl::StrCat("service ", service.name(), " has no package prefix: only its own version ",
                        definition.version(), " can run, not ", version));
     }
-    return Target{definition.executable(), definition.version()};
+    return Target{definition.executable(), definition.version(), {}};
   }
 
   std::string prefix = definition.package_prefix();
@@ -316,7 +317,7 @@ absl::StatusOr<Supervisor::Target> Supervisor::ResolveTarget(const Service& serv
     return absl::NotFoundError(absl::StrCat("version ", chosen, " of ", service.name(),
                                             " is not installed: ", folder, " does not exist"));
   }
-  return Target{absl::StrCat(folder, "/", definition.executable()), chosen};
+  return Target{absl::StrCat(folder, "/", definition.executable()), chosen, {}};
 }
 
 LaunchSpec Supervisor::BuildLaunchSpec(const Service& service, const Target& target,
@@ -348,28 +349,18 @@ LaunchSpec Supervisor::BuildLaunchSpec(const Service& service, const Target& tar
   return spec;
 }
 
-std::string IdentityOf(const std::string& path) {
-  struct stat info;
-  if (::stat(path.c_str(), &info) != 0) return "";
-  return absl::StrCat(info.st_dev, ":", info.st_ino, ":", info.st_size, ":", info.st_mtim.tv_sec,
-                      ".", info.st_mtim.tv_nsec);
-}
-
-std::string Supervisor::ExecutableDigest(const std::string& path) {
-  // Hashing a large binary takes tens of milliseconds, on every restart: hash a file once
-  // per identity (device, inode, size, modification time) instead.
-  std::string identity = IdentityOf(path);
-  if (identity.empty()) return "";
-  auto cached = digests_.find(path);
-  if (cached != digests_.end() && cached->second.first == identity) return cached->second.second;
-
-  absl::StatusOr<std::string> digest = Sha256File(path);
-  if (!digest.ok()) {
-    spdlog::warn("cannot hash executable {}: {}", path, digest.status().message());
-    return "";
+absl::Status Supervisor::ExpectTarget(const ServiceDefinition& definition, Target& target) const {
+  if (definition.package_prefix().empty()) {
+    target.expected = {.sha256 = "",
+                       .verified_by = "no manifest: plain definition, sha256 recorded only"};
+    return absl::OkStatus();
   }
-  digests_[path] = {identity, *digest};
-  return *digest;
+  absl::StatusOr<ExpectedExecutable> expected =
+      ExpectSignedExecutable(definition.package_prefix(), target.version, definition.executable(),
+                             installer::KeysDir(options_.config_dir));
+  if (!expected.ok()) return AsVerificationFailure(expected.status());
+  target.expected = *std::move(expected);
+  return absl::OkStatus();
 }
 
 void Supervisor::WatchPidfd(const GenerationPtr& generation) {
@@ -390,8 +381,21 @@ absl::StatusOr<Supervisor::PreparedLaunch> Supervisor::PrepareLaunch(Service& se
 }
 
 absl::StatusOr<Supervisor::GenerationPtr> Supervisor::StartProcess(const PreparedLaunch& launch) {
-  absl::StatusOr<LaunchedProcess> process = launcher_->Launch(launch.spec);
+  // Right before the launch, whatever came before: the file that runs is the one checked.
+  const std::string& path = launch.target.executable;
+  absl::StatusOr<OpenedExecutable> opened = executables_.Open(path, launch.target.expected);
+  if (!opened.ok()) return opened.status();
+  LaunchSpec spec = launch.spec;
+  spec.executable_fd = opened->fd.get();
+  absl::StatusOr<LaunchedProcess> process = launcher_->Launch(spec);
   if (!process.ok()) return process.status();
+  if (absl::Status same = ExecutableCache::Recheck(*opened, path); !same.ok()) {
+    // It leads a process group of its own (setsid): whatever it started goes with it.
+    PidfdSendSignal(process->pidfd.get(), SIGKILL);
+    ::kill(-process->pid, SIGKILL);
+    ::waitpid(process->pid, nullptr, 0);
+    return same;
+  }
 
   auto generation = std::make_shared<Generation>();
   generation->number = launch.number;
@@ -402,15 +406,19 @@ absl::StatusOr<Supervisor::GenerationPtr> Supervisor::StartProcess(const Prepare
   generation->start_time_ticks = start.ok() ? *start : 0;
   absl::StatusOr<std::string> executable = ReadProcessExecutable(process->pid);
   generation->executable = executable.ok() ? *executable : launch.target.executable;
+  generation->executable_sha256 = opened->sha256;
+  generation->verified_by = launch.target.expected.verified_by;
   return generation;
 }
 
 void Supervisor::RegisterGeneration(Service& service, const GenerationPtr& generation) {
-  generation->executable_sha256 = ExecutableDigest(generation->executable);
   WatchPidfd(generation);
   pidfds_[generation->pidfd.get()] = {&service, generation};
-  spdlog::info("launched service={} generation={} pid={} version={} executable={}", service.name(),
-               generation->number, generation->pid, generation->version, generation->executable);
+  spdlog::info(
+      "launched service={} generation={} pid={} version={} executable={} sha256={} "
+      "verified_by=\"{}\"",
+      service.name(), generation->number, generation->pid, generation->version,
+      generation->executable, generation->executable_sha256, generation->verified_by);
 
   std::vector<ReceivedNotify> early;
   std::erase_if(early_notifies_, [&](const ReceivedNotify& notify) {
@@ -438,6 +446,7 @@ void Supervisor::MakeCurrent(Service& service, GenerationPtr generation) {
   registration.set_start_time_ticks(generation->start_time_ticks);
   registration.set_executable(generation->executable);
   registration.set_executable_sha256(generation->executable_sha256);
+  registration.set_verified_by(generation->verified_by);
   registration.set_version(generation->version);
   registration.set_status_text(generation->status_text);
   service.current = std::move(generation);
@@ -449,19 +458,25 @@ void Supervisor::Launch(Service& service) {
   absl::Time now = absl::Now();
 
   absl::StatusOr<Target> target = ResolveTarget(service, "");
+  if (target.ok()) {
+    absl::Status expected = ExpectTarget(service.definition, *target);
+    if (!expected.ok()) target = expected;
+  }
   absl::StatusOr<GenerationPtr> generation =
       target.ok() ? LaunchGeneration(service, *target) : target.status();
   if (!generation.ok()) {
-    // A missing or broken executable will not mend itself in a few milliseconds: wait the
-    // longest delay rather than spin, and say so.
+    // A missing, broken or unverified executable will not mend itself in a few milliseconds:
+    // wait the longest delay rather than spin, and say so.
+    const char* what =
+        IsVerificationFailure(generation.status()) ? "launch refused" : "launch failed";
     registration.set_pid(0);
     service.current.reset();
     service.deadline = now + service.backoff.policy().max;
     *registration.mutable_next_attempt_at() = ToProtoTime(service.deadline);
     SetState(service, nehost::supervisor::v1::FAILED,
-             absl::StrCat("launch failed: ", generation.status().message(), "; next attempt at ",
+             absl::StrCat(what, ": ", generation.status().message(), "; next attempt at ",
                           TimeText(service.deadline)));
-    spdlog::error("launch failed service={}: {}; retrying at {}", service.name(),
+    spdlog::error("{} service={}: {}; retrying at {}", what, service.name(),
                   generation.status().message(), TimeText(service.deadline));
     Persist();
     return;

@@ -44,6 +44,7 @@
 #include "supervisor/registry.h"
 #include "supervisor/registry_writer.h"
 #include "supervisor/service_config.h"
+#include "supervisor/verification.h"
 
 namespace nehost::supervisor {
 
@@ -141,12 +142,17 @@ class Supervisor {
   void UpgradeIfOutdated(Service& service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // The executable and version a launch of service runs now: the package prefix's current
-  // version, or the definition's own executable.
+  // version, or the definition's own executable; and what it must be (verification.h).
   struct Target {
     std::string executable;
     std::string version;
+    ExpectedExecutable expected;
   };
+  // Finds the target; cheap, no verification.
   absl::StatusOr<Target> ResolveTarget(const Service& service, const std::string& version) const;
+  // Fills target.expected from the signed manifest; reads files and checks a signature, so
+  // callers that can do it without the lock do. Failures are verification failures.
+  absl::Status ExpectTarget(const ServiceDefinition& definition, Target& target) const;
 
   // A launch in three steps, so that the fork and exec in the middle can run without the
   // lock: an upgrade's candidate starts while lookups go on.
@@ -166,7 +172,6 @@ class Supervisor {
   void Launch(Service& service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   LaunchSpec BuildLaunchSpec(const Service& service, const Target& target,
                              uint64_t generation) const;
-  std::string ExecutableDigest(const std::string& path) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MakeCurrent(Service& service, GenerationPtr generation) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendStop(Service& service, Generation& generation, StopReason reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -179,6 +184,10 @@ class Supervisor {
   void OnDeadline(Service& service, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WatchPidfd(const GenerationPtr& generation) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SyncOtherGenerations(Service& service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // doctor.cc
+  void AddSignatureCheck(const Service& service,
+                         nehost::supervisor::v1::DoctorResponse* response) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // upgrade.cc
   struct UpgradeRun;
@@ -188,14 +197,23 @@ class Supervisor {
   absl::StatusOr<nehost::supervisor::v1::UpgradeProgress> RunUpgrade(
       const std::string& name, const std::string& to_version, const UpgradeProgressSink& sink,
       UpgradeSlot slot) ABSL_LOCKS_EXCLUDED(mu_);
+  // The upgrade's target, resolved under the lock and verified without it, with the new
+  // binary hashed into the cache. The outer status is a resolution error, the inner one a
+  // verification failure.
+  absl::StatusOr<std::pair<Target, absl::Status>> CheckUpgradeTarget(const std::string& name,
+                                                                     const std::string& to_version)
+      ABSL_LOCKS_EXCLUDED(mu_);
   absl::StatusOr<PreparedLaunch> PrepareCandidate(Service& service, const std::string& to_version,
-                                                  UpgradeRun& run)
+                                                  const Target& checked, UpgradeRun& run)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // An upgrade whose version did not verify: nothing was launched, the current generation
+  // keeps serving, and the refusal is reported like a rollback.
+  nehost::supervisor::v1::UpgradeProgress RefuseUpgrade(UpgradeRun& run, const std::string& version,
+                                                        const absl::Status& cause)
+      ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status LaunchCandidate(UpgradeRun& run, const PreparedLaunch& launch)
       ABSL_LOCKS_EXCLUDED(mu_);
   void ReleaseUpgradeSlot(Service& service) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void PrehashTarget(const std::string& name, const std::string& to_version)
-      ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status UpgradeSteps(UpgradeRun& run) ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status WaitForCandidateReady(UpgradeRun& run) ABSL_LOCKS_EXCLUDED(mu_);
   absl::Status CheckCandidateServing(UpgradeRun& run) ABSL_LOCKS_EXCLUDED(mu_);
@@ -237,8 +255,8 @@ class Supervisor {
   std::unique_ptr<NotifySocket> notify_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   bool loop_done_ ABSL_GUARDED_BY(mu_) = false;
-  // Executable path to (file identity, sha256).
-  std::map<std::string, std::pair<std::string, std::string>> digests_ ABSL_GUARDED_BY(mu_);
+  // Digests of executables by file identity; thread safe on its own.
+  ExecutableCache executables_;
   // Upgrades that adoption started on its own, joined at shutdown.
   std::vector<std::thread> background_upgrades_ ABSL_GUARDED_BY(mu_);
   // Launches under way without the lock, and what their processes said before they were

@@ -136,9 +136,12 @@ grpc::Status SupervisorService::Reexec(grpc::ServerContext* context, const v1::R
                                        v1::ReexecResponse* response) {
   if (grpc::Status allowed = Allow(*context, Access::kAdmin, "Reexec"); !allowed.ok())
     return allowed;
-  response->set_pid(::getpid());
   spdlog::info("re-execution requested");
-  on_reexec_();
+  if (absl::Status accepted = on_reexec_(); !accepted.ok()) {
+    return ToGrpcStatus(
+        absl::Status(accepted.code(), absl::StrCat("reexec refused: ", accepted.message())));
+  }
+  response->set_pid(::getpid());
   return grpc::Status::OK;
 }
 

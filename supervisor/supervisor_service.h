@@ -17,10 +17,11 @@ namespace nehost::supervisor {
 class SupervisorService final : public nehost::supervisor::v1::Supervisor::Service {
  public:
   // on_reexec is called from a handler thread when a client asks nehostd to re-execute; it
-  // must only arrange for that to happen once the call has been answered.
+  // checks what would run and must only arrange for that to happen once the call has been
+  // answered. Its error, when the new image is refused, is the call's answer.
   // The authorizer must outlive the service.
   SupervisorService(Supervisor* supervisor, const Authorizer* authorizer,
-                    std::function<void()> on_reexec)
+                    std::function<absl::Status()> on_reexec)
       : supervisor_(supervisor), authorizer_(authorizer), on_reexec_(std::move(on_reexec)) {}
 
   grpc::Status Lookup(grpc::ServerContext* context, const v1::LookupRequest* request,
@@ -47,7 +48,7 @@ class SupervisorService final : public nehost::supervisor::v1::Supervisor::Servi
 
   Supervisor* supervisor_;
   const Authorizer* authorizer_;
-  std::function<void()> on_reexec_;
+  std::function<absl::Status()> on_reexec_;
 };
 
 }  // namespace nehost::supervisor

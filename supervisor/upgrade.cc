@@ -71,8 +71,9 @@ absl::StatusOr<UpgradeProgress> Supervisor::RunUpgrade(const std::string& name,
   run.name = name;
   run.sink = sink;
   run.started = absl::Now();
-  PrehashTarget(name, to_version);
+  absl::StatusOr<std::pair<Target, absl::Status>> checked = CheckUpgradeTarget(name, to_version);
   PreparedLaunch launch;
+  absl::Status refused;
   {
     absl::MutexLock lock(&mu_);
     absl::StatusOr<Service*> found = Find(name);
@@ -84,17 +85,27 @@ absl::StatusOr<UpgradeProgress> Supervisor::RunUpgrade(const std::string& name,
                                                         service.registration->upgrading_to(),
                                                         " is already under way"));
     }
-    absl::StatusOr<PreparedLaunch> prepared = PrepareCandidate(service, to_version, run);
+    absl::StatusOr<PreparedLaunch> prepared =
+        !checked.ok()           ? checked.status()
+        : !checked->second.ok() ? checked->second
+                                : PrepareCandidate(service, to_version, checked->first, run);
     if (!prepared.ok()) {
       ReleaseUpgradeSlot(service);
-      return prepared.status();
+      if (!IsVerificationFailure(prepared.status())) return prepared.status();
+      refused = prepared.status();
+    } else {
+      launch = *std::move(prepared);
+      service.upgrading = true;
+      service.registration->set_upgrading_to(run.target.version);
+      ++unlocked_launches_;
     }
-    launch = *std::move(prepared);
-    service.upgrading = true;
-    service.registration->set_upgrading_to(run.target.version);
-    ++unlocked_launches_;
   }
-  if (absl::Status launched = LaunchCandidate(run, launch); !launched.ok()) return launched;
+  // Only a target that resolved can fail verification.
+  if (!refused.ok()) return RefuseUpgrade(run, checked->first.version, refused);
+  if (absl::Status launched = LaunchCandidate(run, launch); !launched.ok()) {
+    if (IsVerificationFailure(launched)) return RefuseUpgrade(run, run.target.version, launched);
+    return launched;
+  }
   // The candidate must be on record before anything else happens to it: a nehostd killed
   // from here on leaves a process that the next one has to find. The wait overlaps the
   // candidate's own start-up.
@@ -121,7 +132,7 @@ absl::StatusOr<UpgradeProgress> Supervisor::RunUpgrade(const std::string& name,
 }
 
 absl::StatusOr<Supervisor::PreparedLaunch> Supervisor::PrepareCandidate(
-    Service& service, const std::string& to_version, UpgradeRun& run) {
+    Service& service, const std::string& to_version, const Target& checked, UpgradeRun& run) {
   const std::string& name = service.name();
   if (shutting_down_) return absl::UnavailableError("nehostd is shutting down");
   if (service.current != nullptr && service.current->trusted_only) {
@@ -141,6 +152,12 @@ absl::StatusOr<Supervisor::PreparedLaunch> Supervisor::PrepareCandidate(
 
   absl::StatusOr<Target> target = ResolveTarget(service, to_version);
   if (!target.ok()) return target.status();
+  if (target->executable == checked.executable && target->version == checked.version) {
+    target->expected = checked.expected;
+  } else if (absl::Status expected = ExpectTarget(service.definition, *target); !expected.ok()) {
+    // The current version moved while the lock was not held; rare, so checked here.
+    return expected;
+  }
   run.target = *target;
   run.predecessor = service.current;
   return PrepareLaunch(service, run.target);
@@ -150,24 +167,25 @@ absl::Status Supervisor::LaunchCandidate(UpgradeRun& run, const PreparedLaunch& 
   // The fork and exec run without the lock: lookups and status calls go on meanwhile. The
   // upgrade slot keeps every other change of the service out until the lock is back.
   absl::StatusOr<GenerationPtr> candidate = StartProcess(launch);
+  Failpoint("upgrade.after_exec");
 
   absl::MutexLock lock(&mu_);
   Service& service = *run.service;
   --unlocked_launches_;
-  // Only after the candidate has taken what it sent before it was registered: under load its
-  // READY=1 often arrives before this lock does.
-  absl::Cleanup forget_early_notifies = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (unlocked_launches_ == 0) early_notifies_.clear();
-  };
   if (!candidate.ok()) {
+    if (unlocked_launches_ == 0) early_notifies_.clear();
     ReleaseUpgradeSlot(service);
-    return absl::Status(candidate.status().code(),
+    absl::Status failed(candidate.status().code(),
                         absl::StrCat("upgrade ", run.name, ": launch of the new generation: ",
                                      candidate.status().message()));
+    return IsVerificationFailure(candidate.status()) ? AsVerificationFailure(failed) : failed;
   }
 
   run.candidate = *candidate;
+  // Registered before the early messages go: its READY=1 may be among them, sent while this
+  // thread waited for the lock.
   RegisterGeneration(service, run.candidate);
+  if (unlocked_launches_ == 0) early_notifies_.clear();
   service.candidate = run.candidate;
   if (shutting_down_) {
     // Shutdown went through the generations while this one was being launched.
@@ -191,22 +209,49 @@ void Supervisor::ReleaseUpgradeSlot(Service& service) {
   service.registration->clear_upgrading_to();
 }
 
-void Supervisor::PrehashTarget(const std::string& name, const std::string& to_version) {
-  // Hashing a new binary takes tens of milliseconds; done here, without the lock, lookups go
-  // on meanwhile and the launch below finds the digest cached.
+absl::StatusOr<std::pair<Supervisor::Target, absl::Status>> Supervisor::CheckUpgradeTarget(
+    const std::string& name, const std::string& to_version) {
   absl::StatusOr<Target> target;
+  ServiceDefinition definition;
   {
     absl::MutexLock lock(&mu_);
     absl::StatusOr<Service*> found = Find(name);
-    if (!found.ok()) return;
+    if (!found.ok()) return found.status();
     target = ResolveTarget(**found, to_version);
-    if (!target.ok() || digests_.count(target->executable) != 0) return;
+    if (!target.ok()) return target.status();
+    definition = (*found)->definition;
   }
-  ExecutableIdentity identity = IdentityOf(target->executable);
-  absl::StatusOr<std::string> digest = Sha256File(target->executable);
-  if (!digest.ok() || identity.empty()) return;
-  absl::MutexLock lock(&mu_);
-  digests_[target->executable] = {identity, *digest};
+  // Reading and checking the signed manifest, and hashing a new binary, take milliseconds:
+  // done here, without the lock, lookups go on meanwhile and the launch finds the digest
+  // cached.
+  absl::Status expected = ExpectTarget(definition, *target);
+  if (expected.ok()) executables_.Digest(target->executable);
+  return std::pair<Target, absl::Status>(*std::move(target), expected);
+}
+
+UpgradeProgress Supervisor::RefuseUpgrade(UpgradeRun& run, const std::string& version,
+                                          const absl::Status& cause) {
+  uint64_t serving = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    Service& service = *run.service;
+    if (service.running()) serving = service.current->number;
+    const std::string why =
+        absl::StrCat("upgrade to version ", version, " refused: ", cause.message());
+    Publish(service, "rolled_back", why);
+    // Shown by lookup and doctor until the state next changes; the state itself stays.
+    service.registration->set_state_reason(
+        absl::StrCat(StateName(service.registration->state()), "; ", why));
+    Persist();
+  }
+  spdlog::error("upgrade refused service={} version={}: {}; generation {} keeps serving", run.name,
+                version, cause.message(), serving);
+  run.Report(
+      "rollback",
+      absl::StrCat("refused: ", cause.message(), "; nothing was launched",
+                   serving != 0 ? absl::StrCat(", generation ", serving, " keeps serving") : ""),
+      /*done=*/true, /*succeeded=*/false, /*rolled_back=*/true);
+  return run.last;
 }
 
 absl::Status Supervisor::UpgradeSteps(UpgradeRun& run) {

@@ -56,7 +56,8 @@ class AccessTest : public ::testing::Test {
     ASSERT_TRUE(nehostd_.Lookup(kFilterName).ok()) << nehostd_.Log();
   }
 
-  CommandResult CtlAs(const std::vector<std::string>& groups, const std::vector<std::string>& args) {
+  CommandResult CtlAs(const std::vector<std::string>& groups,
+                      const std::vector<std::string>& args) {
     std::vector<std::string> argv = {NehostctlBinary(), "--runtime-dir", nehostd_.runtime_dir};
     argv.insert(argv.end(), args.begin(), args.end());
     return RunCommand(AsNobody(groups, argv));
@@ -116,9 +117,9 @@ TEST_F(AccessTest, OversizedRequestsGetResourceExhausted) {
   unlimited.SetMaxSendMessageSize(-1);
   const std::string big(5 << 20, 'a');
 
-  auto supervisor = nehost::supervisor::v1::Supervisor::NewStub(grpc::CreateCustomChannel(
-      "unix:" + nehostd_.runtime_dir + "/nehostd.sock", grpc::InsecureChannelCredentials(),
-      unlimited));
+  auto supervisor = nehost::supervisor::v1::Supervisor::NewStub(
+      grpc::CreateCustomChannel("unix:" + nehostd_.runtime_dir + "/nehostd.sock",
+                                grpc::InsecureChannelCredentials(), unlimited));
   grpc::ClientContext lookup_context;
   nehost::supervisor::v1::LookupRequest lookup;
   lookup.set_name(big);
@@ -174,9 +175,8 @@ class SquattedNehostdSocket : public ::testing::Test {
 TEST_F(SquattedNehostdSocket, ProcessOfAnotherUserIsRefused) {
   // Any gRPC server will do as the squatter: it answers whatever reaches it.
   const std::string socket = runtime_dir_ + "/nehostd.sock";
-  Subprocess squatter(
-      AsNobody({}, {FilterBinary(), "--listen", socket, "--state-dir", state_dir_}), {},
-      root_ / "squatter.log");
+  Subprocess squatter(AsNobody({}, {FilterBinary(), "--listen", socket, "--state-dir", state_dir_}),
+                      {}, root_ / "squatter.log");
   ASSERT_TRUE(WaitUntil([&] { return ConnectUnix(socket).ok(); }, absl::Seconds(20)))
       << ReadFileOrEmpty(root_ / "squatter.log");
 
@@ -187,9 +187,42 @@ TEST_F(SquattedNehostdSocket, ProcessOfAnotherUserIsRefused) {
 
   // Trusting that user on purpose reaches the squatter, which does not serve nehostd's API:
   // the check, not the squatter, refused the call above.
-  CommandResult trusted =
-      RunCommand({NehostctlBinary(), "--runtime-dir", runtime_dir_, "--server-uid", kNobody, "list"});
+  CommandResult trusted = RunCommand(
+      {NehostctlBinary(), "--runtime-dir", runtime_dir_, "--server-uid", kNobody, "list"});
   EXPECT_THAT(trusted.err, HasSubstr("does not implement"));
+}
+
+TEST_F(SquattedNehostdSocket, SquattersOnBothSocketsGetNothing) {
+  // Another user holds both names a client would follow: nehostd.sock and the service's
+  // socket. The first hop is refused, so the second squatter is never even reached.
+  const std::string services = runtime_dir_ + "/services";
+  ASSERT_EQ(::mkdir(services.c_str(), 0755), 0);
+  ASSERT_EQ(::chown(services.c_str(), 65534, 65534), 0);
+  const std::string nehostd_socket = runtime_dir_ + "/nehostd.sock";
+  const std::string service_socket = services + "/org.nehost.filter.sock";
+  const std::string service_state = state_dir_ + "/service";
+  ASSERT_EQ(::mkdir(service_state.c_str(), 0700), 0);
+  ASSERT_EQ(::chown(service_state.c_str(), 65534, 65534), 0);
+  Subprocess fake_nehostd(
+      AsNobody({}, {FilterBinary(), "--listen", nehostd_socket, "--state-dir", state_dir_}), {},
+      root_ / "fake-nehostd.log");
+  Subprocess fake_service(
+      AsNobody({}, {FilterBinary(), "--listen", service_socket, "--state-dir", service_state}), {},
+      root_ / "fake-service.log");
+  for (const std::string& socket : {nehostd_socket, service_socket}) {
+    ASSERT_TRUE(WaitUntil([&] { return ConnectUnix(socket).ok(); }, absl::Seconds(20))) << socket;
+  }
+
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"status", kFilterName}, {"rules", "add", kFilterName, "ads.example.com"}}) {
+    std::vector<std::string> argv = {NehostctlBinary(), "--runtime-dir", runtime_dir_};
+    argv.insert(argv.end(), args.begin(), args.end());
+    CommandResult result = RunCommand(argv);
+    EXPECT_EQ(result.status.code, kFailure) << args[0];
+    EXPECT_THAT(result.err, HasSubstr("not by nehostd")) << args[0];
+  }
+  EXPECT_EQ(ReadFileOrEmpty(service_state + "/rules.json"), "") << "a squatter got the rule";
+  EXPECT_EQ(ReadFileOrEmpty(state_dir_ + "/rules.json"), "") << "a squatter got the rule";
 }
 
 }  // namespace

@@ -386,7 +386,8 @@ TEST_F(CommandsWithFakeNehostd, ReexecExitsFourWhenNehostdDoesNotComeBack) {
 
   EXPECT_EQ(ran.code, ExitCode::kUnavailable);
   EXPECT_EQ(ran.out, "nehostd pid 4242 re-executing; services keep running\n");
-  EXPECT_THAT(ran.err, StartsWith("nehostctl: reexec: nehostd did not answer again within 500ms: "));
+  EXPECT_THAT(ran.err,
+              StartsWith("nehostctl: reexec: nehostd did not answer again within 500ms: "));
 }
 
 }  // namespace

@@ -322,3 +322,76 @@ TEST(NehostctlHelp, VersionIsTheStampedOne) {
 
 }  // namespace
 }  // namespace nehost::testing
+
+namespace nehost::testing {
+namespace {
+
+// Bad input of every kind through the real programs: each gets a clear error, and the rules
+// in force stay.
+class BadInputTest : public NehostctlWithNehostd {
+ protected:
+  void SetUp() override {
+    NehostctlWithNehostd::SetUp();
+    ASSERT_EQ(nehostd_.Ctl({"rules", "add", kService, "ads.example.com"}).status.code, 0);
+  }
+
+  void ExpectRulesIntact() {
+    CommandResult listed = nehostd_.Ctl({"rules", "list", kService, "--json"});
+    ASSERT_EQ(listed.status.code, 0) << listed.err;
+    EXPECT_THAT(listed.out, HasSubstr("\"domain\":\"ads.example.com\""));
+  }
+
+  static constexpr char kService[] = "org.nehost.filter";
+};
+
+TEST_F(BadInputTest, RuleThatIsNeitherADomainNorAnythingElseIsRefused) {
+  for (const std::string domain :
+       {"10.0.0.0/8", "192.168.1.1", "2001:db8::/32", "ads example.com", "ads-.example.com", "a..b",
+        "b\xc3\xbc"
+        "cher.de"}) {
+    CommandResult added = nehostd_.Ctl({"rules", "add", kService, domain});
+    EXPECT_EQ(added.status.code, 1) << domain << ": " << added.err;
+    EXPECT_THAT(added.err, HasSubstr("invalid domain")) << domain;
+  }
+  ExpectRulesIntact();
+}
+
+TEST_F(BadInputTest, NamesThatAreNotUtf8AreRefusedBeforeAnyCall) {
+  for (const std::vector<std::string>& args :
+       std::vector<std::vector<std::string>>{{"lookup", "org.nehost.\xff"},
+                                             {"rules", "add", kService, "caf\xe9.example"},
+                                             {"rules", "remove", kService, "caf\xe9.example"},
+                                             {"upgrade", "org.\xc3"}}) {
+    CommandResult result = nehostd_.Ctl(args);
+    EXPECT_EQ(result.status.code, kUsage) << args[0] << ": " << result.err;
+    EXPECT_THAT(result.err, HasSubstr("is not UTF-8")) << args[0];
+  }
+  ExpectRulesIntact();
+}
+
+TEST_F(BadInputTest, ARawClientSendingInvalidUtf8ChangesNothing) {
+  // A client that skips nehostctl's check: protobuf refuses to parse the request.
+  auto filter = nehostd_.FilterStub(nehostd_.Lookup(kService)->endpoint());
+  grpc::ClientContext context;
+  nehost::filter::v1::AddRuleRequest request;
+  request.mutable_rule()->set_domain("caf\xe9.example");
+  nehost::filter::v1::AddRuleResponse response;
+  grpc::Status added = filter->AddRule(&context, request, &response);
+  EXPECT_FALSE(added.ok());
+  ExpectRulesIntact();
+  EXPECT_TRUE(nehostd_.Lookup(kService).ok());
+}
+
+TEST_F(BadInputTest, ServiceDefinitionWithANameThatIsNotUtf8IsSkipped) {
+  nehostd_.Stop();
+  nehostd_.WriteDefinition("bad.textproto", "name: \"org.caf\xe9\"\nexecutable: \"/bin/true\"\n");
+  nehostd_.WriteDefinition("good.textproto",
+                           "name: \"org.nehost.filter\"\nexecutable: \"" + FilterBinary() + "\"\n");
+  ASSERT_TRUE(nehostd_.Start());
+  EXPECT_TRUE(nehostd_.Lookup(kService).ok()) << nehostd_.Log();
+  EXPECT_THAT(nehostd_.Log(), HasSubstr("bad.textproto"));
+  ExpectRulesIntact();
+}
+
+}  // namespace
+}  // namespace nehost::testing

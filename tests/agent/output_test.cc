@@ -114,13 +114,28 @@ TEST(FormatRegistration, JsonLeavesOutWhatIsNotPresent) {
   Registration registration = ReadyRegistration();
   registration.set_generation(0);
   registration.set_pid(0);
-  registration.set_executable_sha256("abc");  // not a documented field
+  registration.set_endpoint_listener_pid(7);  // not a documented field
   Struct object = ParseJson(FormatRegistration(registration, OutputFormat::kJson));
 
   EXPECT_THAT(Keys(object),
               ElementsAre("enabled", "endpoint", "generation", "name", "pid", "state", "version"));
   EXPECT_EQ(object.fields().at("generation").number_value(), 0);
   EXPECT_EQ(object.fields().at("pid").number_value(), 0);
+}
+
+TEST(FormatRegistration, ShowsWhatVouchedForTheExecutable) {
+  Registration registration = ReadyRegistration();
+  registration.set_executable_sha256("c79bf442");
+  registration.set_verified_by("signed manifest /opt/nehost/versions/2.0.0/manifest.json, key 1");
+
+  Struct object = ParseJson(FormatRegistration(registration, OutputFormat::kJson));
+  EXPECT_EQ(object.fields().at("executable_sha256").string_value(), "c79bf442");
+  EXPECT_EQ(object.fields().at("verified_by").string_value(),
+            "signed manifest /opt/nehost/versions/2.0.0/manifest.json, key 1");
+  const std::string table = FormatRegistration(registration, OutputFormat::kTable);
+  EXPECT_THAT(table, ::testing::ContainsRegex(
+                         "verified_by: +signed manifest /opt/nehost/versions/2.0.0/manifest.json"));
+  EXPECT_THAT(table, ::testing::ContainsRegex("sha256: +c79bf442"));
 }
 
 TEST(FormatRegistration, JsonAddsTheFieldsThatArePresent) {

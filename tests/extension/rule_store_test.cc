@@ -147,6 +147,10 @@ TEST_F(RuleStoreTest, RefusesInvalidDomainsNamingTheDomainAndTheCause) {
        "holds non-ASCII characters"},
       {std::string(64, 'a') + ".com", "label 1 is 64 characters; at most 63"},
       {std::string(250, 'a') + ".com", "is 254 characters; at most 253"},
+      {"192.168.1.1", "is an IP address or range (CIDR), not a domain name"},
+      {"10.0.0.0/8", "is an IP address or range (CIDR), not a domain name"},
+      {"2001:db8::/32", "is an IP address or range (CIDR), not a domain name"},
+      {"caf\xe9.example", "holds non-ASCII characters"},  // Latin-1, not UTF-8
   };
   std::unique_ptr<RuleStore> store = OpenStore();
   ASSERT_NE(store, nullptr);

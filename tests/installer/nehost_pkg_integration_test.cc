@@ -36,8 +36,17 @@ std::vector<std::string> Lines(const std::string& text) {
 
 class NehostPkgTest : public ::testing::Test {
  protected:
+  // The signing key, made with nehost-pkg itself, and trusted in CONFIG/keys.
+  void SetUp() override {
+    CommandResult made =
+        RunCommand({NEHOST_PKG_BINARY, "keygen", "test", "--out", dir_ / "signing"});
+    ASSERT_EQ(made.status.code, kOk) << made.err;
+    WriteFileOrDie(config_ + "/keys/test.pub", ReadFileOrEmpty(dir_ / "signing/test.pub"));
+  }
+
+  // nehost-pkg --config-dir CONFIG args...
   CommandResult Pkg(std::vector<std::string> args) {
-    args.insert(args.begin(), NEHOST_PKG_BINARY);
+    args.insert(args.begin(), {NEHOST_PKG_BINARY, "--config-dir", config_});
     return RunCommand(args);
   }
 
@@ -55,7 +64,9 @@ class NehostPkgTest : public ::testing::Test {
                                      "--file",
                                      "bin/tool=" + script,
                                      "--service",
-                                     "org.nehost.test=bin/tool"};
+                                     "org.nehost.test=bin/tool",
+                                     "--key",
+                                     key_};
     if (with_sleep) args.insert(args.end(), {"--file", "bin/sleep=/bin/sleep"});
 
     CommandResult built = Pkg(args);
@@ -85,6 +96,8 @@ class NehostPkgTest : public ::testing::Test {
 
   TempDir dir_;
   const std::string prefix_ = dir_ / "prefix";
+  const std::string config_ = dir_ / "etc";
+  const std::string key_ = dir_ / "signing/test.secret";
 };
 
 TEST_F(NehostPkgTest, BuildsInstallsListsAndRollsBack) {
@@ -150,6 +163,67 @@ TEST_F(NehostPkgTest, ABadPackageFailsWithOneLineAndChangesNothing) {
   EXPECT_EQ(CurrentInList(), "1.0");
 }
 
+TEST_F(NehostPkgTest, KeygenSignVerifyInstall) {
+  CommandResult made = Pkg({"keygen", "release", "--out", dir_ / "release"});
+  ASSERT_EQ(made.status.code, kOk) << made.err;
+  EXPECT_THAT(made.out, HasSubstr("release.secret (keep it private)"));
+  struct stat secret {};
+  ASSERT_EQ(::stat((dir_ / "release/release.secret").c_str(), &secret), 0);
+  EXPECT_EQ(secret.st_mode & 0777, 0600u);
+  EXPECT_EQ(Pkg({"keygen", "release", "--out", dir_ / "release"}).status.code, kFailure);
+
+  const std::string script = dir_ / "tool";
+  WriteFileOrDie(script, "#!/bin/sh\necho 1.0\n");
+  const std::string package = dir_ / "pkg";
+  ASSERT_EQ(Pkg({"build", "--version", "1.0", "--out", package, "--file", "bin/tool=" + script})
+                .status.code,
+            kOk);
+
+  CommandResult unsigned_ = Pkg({"install", package, "--prefix", prefix_});
+  EXPECT_EQ(unsigned_.status.code, kFailure);
+  EXPECT_THAT(unsigned_.err, HasSubstr("unsigned: no " + package + "/manifest.json.sig"));
+
+  CommandResult signed_ = Pkg({"sign", package, "--key", dir_ / "release/release.secret"});
+  ASSERT_EQ(signed_.status.code, kOk) << signed_.err;
+  CommandResult untrusted = Pkg({"verify", package});
+  EXPECT_EQ(untrusted.status.code, kFailure);
+  EXPECT_THAT(untrusted.err,
+              HasSubstr("which is not trusted: no such key in " + config_ + "/keys"));
+  CommandResult untrusted_install = Pkg({"install", package, "--prefix", prefix_});
+  EXPECT_EQ(untrusted_install.status.code, kFailure);
+  EXPECT_FALSE(fs::exists(prefix_));
+
+  CommandResult trusted = Pkg({"--keys-dir", dir_ / "release", "verify", package});
+  EXPECT_EQ(trusted.status.code, kOk) << trusted.err;
+  EXPECT_THAT(trusted.out, HasSubstr("signed by trusted key"));
+  CommandResult installed =
+      Pkg({"--keys-dir", dir_ / "release", "install", package, "--prefix", prefix_});
+  EXPECT_EQ(installed.status.code, kOk) << installed.err;
+  EXPECT_TRUE(fs::exists(prefix_ + "/versions/1.0/manifest.json.sig"));
+}
+
+TEST_F(NehostPkgTest, BuildsAndInstallsASignedArchive) {
+  const std::string script = dir_ / "tool";
+  WriteFileOrDie(script, "#!/bin/sh\necho 1.0\n");
+  const std::string archive = dir_ / "nehost-1.0.tar.gz";
+  CommandResult built = Pkg({"build", "--version", "1.0", "--out", dir_ / "pkg", "--file",
+                             "bin/tool=" + script, "--key", key_, "--archive", archive});
+  ASSERT_EQ(built.status.code, kOk) << built.err;
+  EXPECT_THAT(built.out, HasSubstr("wrote archive " + archive));
+
+  CommandResult verified = Pkg({"verify", archive});
+  EXPECT_EQ(verified.status.code, kOk) << verified.err;
+  InstallOrFail(archive);
+  EXPECT_EQ(CurrentInList(), "1.0");
+  EXPECT_EQ(ReadFileOrEmpty(prefix_ + "/current/bin/tool"), "#!/bin/sh\necho 1.0\n");
+
+  WriteFileOrDie(dir_ / "cut.tar.gz", ReadFileOrEmpty(archive).substr(0, 100));
+  CommandResult cut = Pkg({"install", dir_ / "cut.tar.gz", "--prefix", prefix_});
+  EXPECT_EQ(cut.status.code, kFailure);
+  ASSERT_THAT(Lines(cut.err), SizeIs(1)) << cut.err;
+  EXPECT_THAT(cut.err, StartsWith("nehost-pkg: install package " + dir_ / "cut.tar.gz" + ": "));
+}
+
 TEST_F(NehostPkgTest, OperationalFailuresExitOne) {
   CommandResult missing = Pkg({"install", dir_ / "nonexistent", "--prefix", prefix_});
   EXPECT_EQ(missing.status.code, kFailure);
@@ -194,7 +268,8 @@ TEST_F(NehostPkgTest, UsageErrorsExitTwo) {
 TEST_F(NehostPkgTest, HelpNamesEveryCommand) {
   CommandResult help = Pkg({"--help"});
   EXPECT_EQ(help.status.code, kOk);
-  for (const std::string command : {"build", "install", "list", "rollback", "gc"}) {
+  for (const std::string command :
+       {"keygen", "build", "sign", "verify", "install", "list", "rollback", "gc"}) {
     EXPECT_THAT(help.out, HasSubstr("  " + command)) << command;
     CommandResult one = Pkg({"help", command});
     EXPECT_EQ(one.status.code, kOk) << command;

@@ -14,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "installer/in_use.h"
+#include "installer/signature.h"
 #include "tests/support/process.h"
 
 namespace nehost::installer {
@@ -79,6 +80,7 @@ class PackageTest : public ::testing::Test {
     spec.files.insert(spec.files.end(), extra_files.begin(), extra_files.end());
     absl::StatusOr<Manifest> built = BuildPackage(spec);
     EXPECT_TRUE(built.ok()) << built.status();
+    EXPECT_TRUE(SignPackage(spec.out_dir, key_).ok());
     return spec.out_dir;
   }
 
@@ -88,7 +90,7 @@ class PackageTest : public ::testing::Test {
   }
 
   void InstallOrFail(const std::string& package) {
-    absl::StatusOr<InstallResult> installed = Install(package, prefix_);
+    absl::StatusOr<InstallResult> installed = Install(package, prefix_, keyring_);
     ASSERT_TRUE(installed.ok()) << installed.status();
   }
 
@@ -96,6 +98,8 @@ class PackageTest : public ::testing::Test {
 
   TempDir dir_;
   const std::string prefix_ = dir_ / "prefix";
+  const SecretKey key_ = SecretKey::Generate().value();
+  const Keyring keyring_ = Keyring::FromKeys({key_.Public()});
 };
 
 TEST_F(PackageTest, BuildRecordsHashesAndExecuteBits) {
@@ -150,7 +154,7 @@ TEST_F(PackageTest, InstallMakesTheVersionCurrent) {
 
 TEST_F(PackageTest, SecondInstallSwitchesCurrentAndKeepsTheFirst) {
   InstallOrFail(MakePackage("1.0"));
-  absl::StatusOr<InstallResult> second = Install(MakePackage("2.0"), prefix_);
+  absl::StatusOr<InstallResult> second = Install(MakePackage("2.0"), prefix_, keyring_);
   ASSERT_TRUE(second.ok()) << second.status();
 
   EXPECT_EQ(second->previous, "1.0");
@@ -165,7 +169,7 @@ TEST_F(PackageTest, InstallingTheSameVersionAgainCopiesNothingAndMakesItCurrent)
   InstallOrFail(MakePackage("2.0"));
   const std::string installed_at = ReadFileOrEmpty(VersionDir(prefix_, "1.0") + "/installed_at");
 
-  absl::StatusOr<InstallResult> again = Install(first, prefix_);
+  absl::StatusOr<InstallResult> again = Install(first, prefix_, keyring_);
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_TRUE(again->already_installed);
   EXPECT_EQ(Current(), "1.0");
@@ -180,8 +184,9 @@ TEST_F(PackageTest, InstallRefusesAVersionInstalledWithOtherContents) {
   WriteFileOrDie(dir_ / "other", "other contents");
   BuildSpec spec{.version = "1.0", .out_dir = dir_ / "other-pkg", .files = {{"a", dir_ / "other"}}};
   ASSERT_TRUE(BuildPackage(spec).ok());
+  ASSERT_TRUE(SignPackage(spec.out_dir, key_).ok());
 
-  absl::StatusOr<InstallResult> installed = Install(spec.out_dir, prefix_);
+  absl::StatusOr<InstallResult> installed = Install(spec.out_dir, prefix_, keyring_);
   ASSERT_FALSE(installed.ok());
   EXPECT_TRUE(absl::IsAlreadyExists(installed.status())) << installed.status();
   EXPECT_THAT(installed.status().message(), HasSubstr("already installed with other contents"));
@@ -235,17 +240,35 @@ const BadPackage kBadPackages[] = {
     {"DuplicatePath",
      [](const std::string& p) { ReplaceInManifest(p, "\"etc/rules.txt\"", "\"bin/tool\""); },
      "file \"bin/tool\": listed twice"},
+    {"PathNotUtf8",
+     [](const std::string& p) {
+       fs::rename(p + "/etc/rules.txt", p + "/etc/r\xe9gles.txt");
+       ReplaceInManifest(p, "\"etc/rules.txt\"", "\"etc/r\xe9gles.txt\"");
+     },
+     "manifest.json: not a manifest in JSON form"},
 };
 
-class BadPackageTest : public PackageTest, public ::testing::WithParamInterface<BadPackage> {};
+// Damaged before it was signed, as a broken publisher would: the checks after the
+// signature's are the ones tried. A manifest that is missing cannot be signed.
+class BadPackageTest : public PackageTest, public ::testing::WithParamInterface<BadPackage> {
+ protected:
+  std::string DamagedPackage() {
+    const std::string package = MakePackage("3.0");
+    GetParam().damage(package);
+    if (fs::exists(package + "/manifest.json")) {
+      WriteFileOrDie(package + "/manifest.json.sig",
+                     key_.SignManifest(ReadFileOrEmpty(package + "/manifest.json")));
+    }
+    return package;
+  }
+};
 
 TEST_P(BadPackageTest, FailsNamingTheCauseAndChangesNothing) {
   InstallOrFail(MakePackage("1.0"));
-  const std::string package = MakePackage("3.0");
-  GetParam().damage(package);
+  const std::string package = DamagedPackage();
   const std::vector<std::string> before = Snapshot(prefix_);
 
-  absl::StatusOr<InstallResult> installed = Install(package, prefix_);
+  absl::StatusOr<InstallResult> installed = Install(package, prefix_, keyring_);
   ASSERT_FALSE(installed.ok());
   EXPECT_THAT(installed.status().message(), HasSubstr("install package " + package));
   EXPECT_THAT(installed.status().message(), HasSubstr(GetParam().says));
@@ -254,15 +277,103 @@ TEST_P(BadPackageTest, FailsNamingTheCauseAndChangesNothing) {
 }
 
 TEST_P(BadPackageTest, FirstInstallCreatesNoPrefix) {
-  const std::string package = MakePackage("3.0");
-  GetParam().damage(package);
+  const std::string package = DamagedPackage();
 
-  EXPECT_FALSE(Install(package, prefix_).ok());
+  EXPECT_FALSE(Install(package, prefix_, keyring_).ok());
   EXPECT_FALSE(fs::exists(prefix_));
 }
 
 INSTANTIATE_TEST_SUITE_P(Install, BadPackageTest, ::testing::ValuesIn(kBadPackages),
                          [](const auto& info) { return info.param.name; });
+
+// Signatures: whatever is wrong, the error says it and the prefix stays as it was.
+class SignatureInstallTest : public PackageTest {
+ protected:
+  void ExpectRefused(const std::string& package, absl::StatusCode code, const std::string& says,
+                     const Keyring& keyring) {
+    InstallOrFail(MakePackage("1.0"));
+    const std::vector<std::string> before = Snapshot(prefix_);
+    absl::StatusOr<InstallResult> installed = Install(package, prefix_, keyring);
+    ASSERT_FALSE(installed.ok());
+    EXPECT_EQ(installed.status().code(), code) << installed.status();
+    EXPECT_THAT(installed.status().message(), HasSubstr(says));
+    EXPECT_EQ(Snapshot(prefix_), before);
+    EXPECT_EQ(Current(), "1.0");
+  }
+};
+
+TEST_F(SignatureInstallTest, InstallRecordsTheSigningKeyAndKeepsTheSignature) {
+  absl::StatusOr<InstallResult> installed = Install(MakePackage("1.0"), prefix_, keyring_);
+  ASSERT_TRUE(installed.ok()) << installed.status();
+  EXPECT_EQ(installed->signed_by, key_.id());
+  absl::StatusOr<SignedManifest> kept = ReadSignedManifest(prefix_ + "/versions/1.0", keyring_);
+  EXPECT_TRUE(kept.ok()) << kept.status();
+}
+
+TEST_F(SignatureInstallTest, UnsignedPackageIsRefused) {
+  const std::string package = MakePackage("2.0");
+  fs::remove(package + "/manifest.json.sig");
+  ExpectRefused(package, absl::StatusCode::kFailedPrecondition, "unsigned: no ", keyring_);
+}
+
+TEST_F(SignatureInstallTest, ManifestChangedAfterSigningIsRefused) {
+  const std::string package = MakePackage("2.0");
+  // A file swapped together with its hash in the manifest: only the signature can tell.
+  WriteFileOrDie(package + "/etc/rules.txt", "tampered\n");
+  ReplaceInManifest(package, Sha256File(dir_ / "src-2.0/rules.txt").value(),
+                    Sha256File(package + "/etc/rules.txt").value());
+  ExpectRefused(package, absl::StatusCode::kUnauthenticated,
+                absl::StrCat("the signature by trusted key ", key_.id()), keyring_);
+}
+
+TEST_F(SignatureInstallTest, WrongSignatureIsRefused) {
+  const std::string package = MakePackage("2.0");
+  std::string signature = ReadFileOrEmpty(package + "/manifest.json.sig");
+  // One base64 character in the middle changed, where every bit counts: a signature, but not
+  // this one.
+  char& middle = signature[signature.rfind(' ') + 20];
+  middle = middle == 'A' ? 'B' : 'A';
+  WriteFileOrDie(package + "/manifest.json.sig", signature);
+  ExpectRefused(package, absl::StatusCode::kUnauthenticated, "does not match the manifest",
+                keyring_);
+}
+
+TEST_F(SignatureInstallTest, UnknownKeyIsRefused) {
+  const SecretKey stranger = SecretKey::Generate().value();
+  const std::string package = MakePackage("2.0");
+  fs::remove(package + "/manifest.json.sig");
+  ASSERT_TRUE(SignPackage(package, stranger).ok());
+  ExpectRefused(package, absl::StatusCode::kPermissionDenied,
+                absl::StrCat("signed only by key ", stranger.id(), ", which is not trusted"),
+                keyring_);
+}
+
+TEST_F(SignatureInstallTest, NoTrustedKeysRefusesEverything) {
+  ExpectRefused(MakePackage("2.0"), absl::StatusCode::kFailedPrecondition, "no trusted key in",
+                Keyring::FromKeys({}, dir_ / "keys"));
+}
+
+TEST_F(SignatureInstallTest, AnySignatureByATrustedKeyWillDo) {
+  const SecretKey stranger = SecretKey::Generate().value();
+  const std::string package = MakePackage("2.0");
+  ASSERT_TRUE(SignPackage(package, stranger).ok());
+  EXPECT_TRUE(Install(package, prefix_, keyring_).ok());
+  EXPECT_TRUE(Install(package, prefix_, Keyring::FromKeys({stranger.Public()})).ok());
+}
+
+TEST_F(SignatureInstallTest, RollbackRefusesAVersionNoLongerTrusted) {
+  InstallOrFail(MakePackage("1.0"));
+  InstallOrFail(MakePackage("2.0"));
+  const Keyring other = Keyring::FromKeys({SecretKey::Generate().value().Public()});
+
+  absl::StatusOr<RollbackResult> rolled = Rollback(prefix_, "", &other);
+  ASSERT_FALSE(rolled.ok());
+  EXPECT_THAT(rolled.status().message(), HasSubstr("version 1.0: "));
+  EXPECT_THAT(rolled.status().message(), HasSubstr("which is not trusted"));
+  EXPECT_EQ(Current(), "2.0");
+  EXPECT_TRUE(Rollback(prefix_, "", &keyring_).ok());
+  EXPECT_EQ(Current(), "1.0");
+}
 
 TEST_F(PackageTest, RollbackWalksBackThroughInstalls) {
   for (const std::string version : {"1.0", "2.0", "3.0"}) InstallOrFail(MakePackage(version));
@@ -419,7 +530,8 @@ TEST_F(PackageTest, ConcurrentInstallsTakeTurns) {
   std::vector<std::thread> installers;
   std::vector<absl::Status> results(packages.size());
   for (size_t i = 0; i < packages.size(); ++i) {
-    installers.emplace_back([&, i] { results[i] = Install(packages[i], prefix_).status(); });
+    installers.emplace_back(
+        [&, i] { results[i] = Install(packages[i], prefix_, keyring_).status(); });
   }
   for (std::thread& installer : installers) installer.join();
 
@@ -443,6 +555,10 @@ TEST(ValidatePackagePath, AcceptsOnlyPlainRelativePaths) {
   }
   EXPECT_FALSE(ValidatePackagePath(std::string("a\0b", 3)).ok());
   EXPECT_FALSE(ValidatePackagePath("a\nb").ok());
+  EXPECT_TRUE(ValidatePackagePath("etc/r\xc3\xa8gles.txt").ok());
+  absl::Status latin1 = ValidatePackagePath("etc/r\xe8gles.txt");
+  EXPECT_FALSE(latin1.ok());
+  EXPECT_THAT(latin1.message(), HasSubstr("not UTF-8"));
 }
 
 Manifest ValidManifest() {

@@ -2,6 +2,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <filesystem>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/grpc_client.h"
@@ -29,16 +31,32 @@ std::string FilterVariant(const std::string& version) {
 
 std::string PkgBinary() { return NEHOST_PKG_BINARY; }
 
+std::string HarnessSigningKey(const TempDir& root) {
+  const std::string secret = root / "signing/harness.secret";
+  if (ReadFileOrEmpty(secret).empty()) {
+    CommandResult made = RunCommand({PkgBinary(), "keygen", "harness", "--out", root / "signing"});
+    EXPECT_EQ(made.status.code, 0) << made.err;
+    std::filesystem::create_directories(root / "etc/keys");
+    WriteFileOrDie(root / "etc/keys/harness.pub", ReadFileOrEmpty(root / "signing/harness.pub"));
+  }
+  return secret;
+}
+
+std::string BuildFilterPackage(const TempDir& root, const std::string& version) {
+  std::string package = root / ("pkg-" + version);
+  CommandResult built =
+      RunCommand({PkgBinary(), "build", "--version", version, "--out", package, "--file",
+                  "bin/nehost-filter=" + FilterVariant(version), "--service",
+                  std::string(kFilter) + "=bin/nehost-filter", "--key", HarnessSigningKey(root)});
+  EXPECT_EQ(built.status.code, 0) << "nehost-pkg build: " << built.err;
+  return package;
+}
+
 ::testing::AssertionResult InstallFilterPackage(const TempDir& root, const std::string& prefix,
                                                 const std::string& version) {
-  std::string package = root / ("pkg-" + version);
-  CommandResult built = RunCommand({PkgBinary(), "build", "--version", version, "--out", package,
-                                    "--file", "bin/nehost-filter=" + FilterVariant(version),
-                                    "--service", std::string(kFilter) + "=bin/nehost-filter"});
-  if (built.status.code != 0) {
-    return ::testing::AssertionFailure() << "nehost-pkg build: " << built.err;
-  }
-  CommandResult installed = RunCommand({PkgBinary(), "--prefix", prefix, "install", package});
+  std::string package = BuildFilterPackage(root, version);
+  CommandResult installed = RunCommand(
+      {PkgBinary(), "--prefix", prefix, "--config-dir", root / "etc", "install", package});
   if (installed.status.code != 0) {
     return ::testing::AssertionFailure() << "nehost-pkg install: " << installed.err;
   }

@@ -24,9 +24,18 @@ inline constexpr char kFilter[] = "org.nehost.filter";
 std::string FilterVariant(const std::string& version);  // "1.0.0", "2.0.0", "3.0.0-bad"
 std::string PkgBinary();
 
-// Builds a package of the variant into root/pkg-VERSION and installs it under prefix.
+// The harness's signing key, made on first use: root/signing/harness.secret, with its public
+// half trusted in root/etc/keys, the keys folder of the Nehostd on root (and of nehost-pkg
+// below). Returns the secret key file.
+std::string HarnessSigningKey(const TempDir& root);
+
+// Builds a package of the variant into root/pkg-VERSION, signed with the harness key, and
+// installs it under prefix.
 ::testing::AssertionResult InstallFilterPackage(const TempDir& root, const std::string& prefix,
                                                 const std::string& version);
+
+// Builds the signed package only; returns its folder.
+std::string BuildFilterPackage(const TempDir& root, const std::string& version);
 
 // The definition of org.nehost.filter from the packages under prefix.
 std::string PackagedFilterDefinition(const std::string& prefix, const std::string& extra = "");

@@ -354,6 +354,18 @@ TEST_F(UpgradeTest, ReexecKeepsEveryServiceRunning) {
   EXPECT_EQ(after->pid(), before->pid());
 }
 
+TEST_F(UpgradeTest, ReadyBeforeTheLaunchIsRegisteredStillCounts) {
+  // The new generation's READY=1 arrives while the upgrade waits to take nehostd's lock back
+  // after the exec, before the generation is registered.
+  ASSERT_TRUE(StartNehostd({"NEHOST_FAILPOINTS=upgrade.after_exec=delay:500"}));
+  ASSERT_TRUE(InstallFilterPackage(root_, prefix_, "2.0.0"));
+
+  CommandResult upgrade = Upgrade();
+  ASSERT_EQ(upgrade.status.code, 0) << upgrade.out << upgrade.err << nehostd_->Log();
+  EXPECT_EQ(nehostd_->Lookup(kFilter)->version(), "2.0.0");
+  ExpectOneVerifiedGeneration();
+}
+
 TEST_F(UpgradeTest, HundredUpgradesInARowUnderLoad) {
   ASSERT_TRUE(StartNehostd());
   AddRule("ads.example.com");
