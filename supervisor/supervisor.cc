@@ -240,6 +240,11 @@ absl::Status Supervisor::CreateListeners(Service& service) {
     if (listener.has_unix_path()) fd = ListenUnix(listener.unix_path(), 0660, group);
     if (!listener.tcp().empty()) fd = BindInet(listener.tcp(), InetProtocol::kTcp);
     if (!listener.udp().empty()) fd = BindInet(listener.udp(), InetProtocol::kUdp);
+    if (!fd.ok() && listener.optional()) {
+      spdlog::warn("optional listener unavailable service={} listener={}: {}; running without it",
+                   service.name(), listener.name(), std::string(fd.status().message()));
+      continue;
+    }
     if (!fd.ok()) {
       return absl::Status(fd.status().code(),
                           absl::StrCat("listener ", listener.name(), ": ", fd.status().message()));
