@@ -326,10 +326,20 @@ CommandList ListOf(const std::vector<const Command*>& commands) {
   return list;
 }
 
+// Synopses longer than this get their summary on a line of its own, so that one long
+// command does not push every summary off the screen.
+constexpr size_t kSynopsisColumn = 56;
+
 void PrintCommandList(const CommandList& list) {
   size_t width = 0;
-  for (const auto& [synopsis, summary] : list) width = std::max(width, synopsis.size());
   for (const auto& [synopsis, summary] : list) {
+    if (synopsis.size() <= kSynopsisColumn) width = std::max(width, synopsis.size());
+  }
+  for (const auto& [synopsis, summary] : list) {
+    if (synopsis.size() > width) {
+      std::cout << "  " << synopsis << "\n  " << std::string(width + 2, ' ') << summary << "\n";
+      continue;
+    }
     std::cout << "  " << synopsis << std::string(width - synopsis.size() + 2, ' ') << summary
               << "\n";
   }

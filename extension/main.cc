@@ -472,7 +472,8 @@ int Serve(const Flags& flags, const Listener& listener,
   options.inherited = inherited;
   options.on_drained = [&] { waiter->NotifyDrained(); };
   options.access = std::move(access);
-  options.dns_counters = &dns_counters;
+  // Without a data plane there is nothing to count, and Status shows no DNS counters.
+  options.dns_counters = *dns != nullptr ? &dns_counters : nullptr;
   if (*dns != nullptr) options.drain_data_plane = [&](absl::Duration grace) { (*dns)->Drain(grace); };
   absl::StatusOr<std::unique_ptr<Generation>> generation = Generation::Start(store, std::move(options));
   if (!generation.ok()) return RuntimeFailure(generation.status());
