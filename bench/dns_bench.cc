@@ -201,16 +201,18 @@ class Bench {
     return absl::OkStatus();
   }
 
+  // Starts dnsmasq and waits until a query for probe gets rcode.
   absl::StatusOr<Child> StartDnsmasq(const std::string& name, uint16_t port,
-                                     std::vector<std::string> extra) {
+                                     std::vector<std::string> extra,
+                                     const std::string& probe = "up.bench.example",
+                                     int rcode = 0) {
     std::vector<std::string> argv = {"/usr/sbin/dnsmasq", "-d", "--no-resolv", "--no-hosts",
                                      "--bind-interfaces", "--listen-address=127.0.0.1",
                                      absl::StrCat("--port=", port), "--log-facility=-"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     absl::StatusOr<Child> child = Spawn(argv, absl::StrCat(dir_, "/", name, ".log"));
     if (!child.ok()) return child;
-    absl::StatusOr<milliseconds> up = WaitForAnswer(port, "up.bench.example", 0, *child,
-                                                    milliseconds(60000));
+    absl::StatusOr<milliseconds> up = WaitForAnswer(port, probe, rcode, *child, milliseconds(60000));
     if (!up.ok()) return absl::Status(up.status().code(), LogTail(dir_ + "/" + name + ".log"));
     return child;
   }
@@ -317,7 +319,7 @@ class Bench {
     if (!written.ok()) return written;
     uint16_t dnsmasq_port = FreePort();
     absl::StatusOr<Child> dnsmasq =
-        StartDnsmasq("dnsmasq-blocked", dnsmasq_port, {"--conf-file=" + conf});
+        StartDnsmasq("dnsmasq-blocked", dnsmasq_port, {"--conf-file=" + conf}, ListName(0), 3);
     if (!dnsmasq.ok()) return dnsmasq.status();
     return Compare("blocked names answered NXDOMAIN by the server itself", nehost_port,
                    dnsmasq_port, queries);
@@ -349,12 +351,10 @@ class Bench {
 
     // In-process, the list alone: read and index its file.
     auto read_start = std::chrono::steady_clock::now();
-    absl::StatusOr<std::string> contents = ReadFile(*big + "/lists/bench.0.list");
-    if (!contents.ok()) return contents.status();
-    size_t file_bytes = contents->size();
     absl::StatusOr<std::shared_ptr<const filter::DomainList>> list =
-        filter::DomainList::FromContents(*std::move(contents), "bench");
+        filter::DomainList::Load(*big + "/lists/bench.0.list");
     if (!list.ok()) return list.status();
+    size_t file_bytes = (*list)->contents().size();
     auto read_ms = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() -
                                                             read_start);
     std::printf("in process: read and index %zu bytes in %lld ms; the list takes %.1f MB\n",

@@ -1,5 +1,9 @@
 #include "extension/domain_rules.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <utility>
@@ -9,6 +13,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/files.h"
+#include "common/unique_fd.h"
 
 namespace nehost::filter {
 namespace {
@@ -82,11 +88,37 @@ std::shared_ptr<const DomainList> DomainList::Builder::Finish() {
   return std::move(list_);
 }
 
+absl::StatusOr<std::shared_ptr<const DomainList>> DomainList::Load(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  struct stat info;
+  if (!fd || ::fstat(fd.get(), &info) != 0) return ErrnoStatus(errno, "open list", path);
+
+  // One read into a string of the file's size: a million names are about 30 MB, and growing
+  // a string to that size would copy it several times over.
+  std::string contents(static_cast<size_t>(info.st_size), '\0');
+  size_t done = 0;
+  while (done < contents.size()) {
+    ssize_t n = ::read(fd.get(), contents.data() + done, contents.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus(errno, "read list", path);
+    if (n == 0) break;
+    done += static_cast<size_t>(n);
+  }
+  contents.resize(done);
+  return FromContents(std::move(contents), path);
+}
+
 absl::StatusOr<std::shared_ptr<const DomainList>> DomainList::FromContents(
     std::string contents, absl::string_view source) {
   std::shared_ptr<DomainList> list(new DomainList());
   list->contents_ = std::move(contents);
-  list->slots_.resize(kInitialSlots);
+
+  // Sized for every line at once, so that the table never grows and rehashes while loading.
+  size_t lines = static_cast<size_t>(
+      std::count(list->contents_.begin(), list->contents_.end(), '\n') + 1);
+  size_t slots = kInitialSlots;
+  while (lines * 10 > slots * 7) slots *= 2;
+  list->slots_.resize(slots);
 
   const std::string& text = list->contents_;
   size_t line_number = 0;

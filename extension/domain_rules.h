@@ -53,6 +53,10 @@ class DomainList {
     std::shared_ptr<DomainList> list_;
   };
 
+  // Reads a list file; NOT_FOUND or another error naming the path when it cannot be read, and
+  // DATA_LOSS as FromContents.
+  static absl::StatusOr<std::shared_ptr<const DomainList>> Load(const std::string& path);
+
   // Reads a list from its file form; DATA_LOSS naming the source and the line when a line is
   // not a normalised name.
   static absl::StatusOr<std::shared_ptr<const DomainList>> FromContents(std::string contents,

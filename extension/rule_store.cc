@@ -130,14 +130,11 @@ absl::StatusOr<std::vector<RuleStore::StoredList>> LoadLists(
     }
 
     std::string list_path = absl::StrCat(state_dir, "/", meta.file());
-    absl::StatusOr<std::string> contents = ReadFile(list_path);
-    if (!contents.ok()) {
+    absl::StatusOr<std::shared_ptr<const DomainList>> names = DomainList::Load(list_path);
+    if (!names.ok()) {
       return absl::DataLossError(absl::StrCat("load rules ", path, ": list ", meta.name(), ": ",
-                                              contents.status().message(), kFileKept));
+                                              names.status().message(), kFileKept));
     }
-    absl::StatusOr<std::shared_ptr<const DomainList>> names =
-        DomainList::FromContents(*std::move(contents), list_path);
-    if (!names.ok()) return absl::DataLossError(absl::StrCat(names.status().message(), kFileKept));
     if ((*names)->size() != meta.count()) {
       return absl::DataLossError(absl::StrCat("load rules ", path, ": list ", meta.name(), " in ",
                                               list_path, " holds ", (*names)->size(),
