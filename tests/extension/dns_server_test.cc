@@ -115,8 +115,10 @@ class DnsServerTest : public ::testing::Test {
   }
 
   // Starts the server forwarding to the given upstream sockets, in order.
-  void StartServer(const std::vector<int>& upstreams, int timeout_ms = 2000, size_t cache = 100) {
+  void StartServer(const std::vector<int>& upstreams, int timeout_ms = 2000, size_t cache = 100,
+                   int threads = 1) {
     DnsServer::Options options;
+    options.threads = threads;
     options.udp_listeners = {listener_.get()};
     options.tcp_listeners = {tcp_listener_.get()};
     for (int upstream : upstreams) {
@@ -344,6 +346,21 @@ TEST_F(DnsServerTest, AnswerTooBigForTheClientIsSentTruncated) {
   EXPECT_LE(answer->size(), 512u);
   EXPECT_NE((*answer)[2] & 0x02, 0);  // TC
   EXPECT_EQ(counters_.Get(DnsCounters::kTruncatedToClient), 1u);
+}
+
+TEST_F(DnsServerTest, SeveralThreadsShareTheSocketsAndAnswerEveryQuery) {
+  StartServer({}, 2000, 100, /*threads=*/3);
+  Deny("blocked.example");
+
+  std::set<uint16_t> answered;
+  for (uint16_t id = 1; id <= 200; ++id) Ask(Query("blocked.example", 1, id));
+  while (answered.size() < 200) {
+    std::optional<Bytes> answer = AnswerToClient();
+    ASSERT_TRUE(answer.has_value()) << answered.size() << " answered";
+    answered.insert(dns::ReadU16(answer->data()));
+  }
+  server_->Drain(absl::Seconds(1));
+  EXPECT_EQ(counters_.RuleHits("rule:deny:exact:blocked.example"), 200u);
 }
 
 TEST_F(DnsServerTest, AnswersOverTcp) {
