@@ -127,9 +127,9 @@ ExitCode RunRulesImport(const GlobalOptions& options, const Arguments& arguments
   } else if (format == "domains") {
     header.set_format(filter::v1::IMPORT_FORMAT_DOMAINS);
   } else if (!format.empty() && format != "auto") {
-    return UsageError(absl::StrCat("rules import: --format ", format,
-                                   " is not one of hosts, domains, auto"),
-                      "rules import");
+    return UsageError(
+        absl::StrCat("rules import: --format ", format, " is not one of hosts, domains, auto"),
+        "rules import");
   }
   header.set_all_or_nothing(arguments.Has("--all-or-nothing"));
   header.set_action(arguments.Has("--allow") ? Rule::ALLOW : Rule::DENY);

@@ -475,8 +475,8 @@ std::string FormatImport(const std::string& name, const std::string& path,
                       list.response() == Rule::RESPONSE_UNSPECIFIED
                           ? ""
                           : absl::StrCat(" with ", ResponseName(list.response())),
-                      "; ", imported.invalid_lines(), " invalid lines, ",
-                      imported.skipped_lines(), " skipped\n");
+                      "; ", imported.invalid_lines(), " invalid lines, ", imported.skipped_lines(),
+                      " skipped\n");
 }
 
 std::string FormatImportErrors(const std::string& path, const ImportRulesResponse& imported) {

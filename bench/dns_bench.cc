@@ -81,8 +81,8 @@ uint16_t FreePort() {
 }
 
 std::vector<uint8_t> QueryPacket(const std::string& name, uint16_t id) {
-  std::vector<uint8_t> packet = {static_cast<uint8_t>(id >> 8), static_cast<uint8_t>(id), 1, 0,
-                                 0, 1, 0, 0, 0, 0, 0, 0};
+  std::vector<uint8_t> packet = {
+      static_cast<uint8_t>(id >> 8), static_cast<uint8_t>(id), 1, 0, 0, 1, 0, 0, 0, 0, 0, 0};
   for (absl::string_view label : absl::StrSplit(name, '.')) {
     packet.push_back(static_cast<uint8_t>(label.size()));
     packet.insert(packet.end(), label.begin(), label.end());
@@ -99,7 +99,8 @@ int Ask(uint16_t port, const std::string& name, milliseconds timeout) {
   to.sin_port = htons(port);
   to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   std::vector<uint8_t> query = QueryPacket(name, 0x4242);
-  ::sendto(socket.get(), query.data(), query.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+  ::sendto(socket.get(), query.data(), query.size(), 0, reinterpret_cast<sockaddr*>(&to),
+           sizeof to);
   pollfd readable{socket.get(), POLLIN, 0};
   if (::poll(&readable, 1, static_cast<int>(timeout.count())) != 1) return -1;
   uint8_t answer[4096];
@@ -204,26 +205,35 @@ class Bench {
   // Starts dnsmasq and waits until a query for probe gets rcode.
   absl::StatusOr<Child> StartDnsmasq(const std::string& name, uint16_t port,
                                      std::vector<std::string> extra,
-                                     const std::string& probe = "up.bench.example",
-                                     int rcode = 0) {
-    std::vector<std::string> argv = {"/usr/sbin/dnsmasq", "-d", "--no-resolv", "--no-hosts",
-                                     "--bind-interfaces", "--listen-address=127.0.0.1",
-                                     absl::StrCat("--port=", port), "--log-facility=-"};
+                                     const std::string& probe = "up.bench.example", int rcode = 0) {
+    std::vector<std::string> argv = {"/usr/sbin/dnsmasq",
+                                     "-d",
+                                     "--no-resolv",
+                                     "--no-hosts",
+                                     "--bind-interfaces",
+                                     "--listen-address=127.0.0.1",
+                                     absl::StrCat("--port=", port),
+                                     "--log-facility=-"};
     argv.insert(argv.end(), extra.begin(), extra.end());
     absl::StatusOr<Child> child = Spawn(argv, absl::StrCat(dir_, "/", name, ".log"));
     if (!child.ok()) return child;
-    absl::StatusOr<milliseconds> up = WaitForAnswer(port, probe, rcode, *child, milliseconds(60000));
+    absl::StatusOr<milliseconds> up =
+        WaitForAnswer(port, probe, rcode, *child, milliseconds(60000));
     if (!up.ok()) return absl::Status(up.status().code(), LogTail(dir_ + "/" + name + ".log"));
     return child;
   }
 
   // nehost-filter with its own state folder; rules.json and list files written beforehand.
   absl::StatusOr<Child> StartFilter(const std::string& name, uint16_t port,
-                                    const std::string& state_dir,
-                                    std::vector<std::string> extra) {
-    std::vector<std::string> argv = {NEHOST_FILTER_PATH, "--listen", dir_ + "/" + name + ".sock",
-                                     "--state-dir", state_dir, "--dns-listen",
-                                     absl::StrCat("127.0.0.1:", port), "--upstream",
+                                    const std::string& state_dir, std::vector<std::string> extra) {
+    std::vector<std::string> argv = {NEHOST_FILTER_PATH,
+                                     "--listen",
+                                     dir_ + "/" + name + ".sock",
+                                     "--state-dir",
+                                     state_dir,
+                                     "--dns-listen",
+                                     absl::StrCat("127.0.0.1:", port),
+                                     "--upstream",
                                      absl::StrCat("127.0.0.1:", upstream_port_)};
     argv.insert(argv.end(), extra.begin(), extra.end());
     std::filesystem::remove(dir_ + "/" + name + ".sock");
@@ -264,9 +274,8 @@ class Bench {
       if (!dnsmasq.ok()) return dnsmasq.status();
       double ratio = dnsmasq->qps > 0 ? nehost->qps / dnsmasq->qps : 0;
       ratios.push_back(ratio);
-      std::printf("%-6d %14.0f %14.0f %7.2fx %5lld/%lld\n", round, nehost->qps, dnsmasq->qps,
-                  ratio, static_cast<long long>(nehost->lost),
-                  static_cast<long long>(dnsmasq->lost));
+      std::printf("%-6d %14.0f %14.0f %7.2fx %5lld/%lld\n", round, nehost->qps, dnsmasq->qps, ratio,
+                  static_cast<long long>(nehost->lost), static_cast<long long>(dnsmasq->lost));
     }
     std::printf("median ratio %.2fx (goal >= 1.0x)\n", Median(ratios));
     return absl::OkStatus();
@@ -274,9 +283,8 @@ class Bench {
 
   absl::Status Forward() {
     std::string queries = dir_ + "/forward.queries";
-    absl::Status written = WriteLines(queries, 100000, [](int i) {
-      return absl::StrCat("q", i, ".bench.example A");
-    });
+    absl::Status written =
+        WriteLines(queries, 100000, [](int i) { return absl::StrCat("q", i, ".bench.example A"); });
     if (!written.ok()) return written;
 
     uint16_t nehost_port = FreePort();
@@ -301,8 +309,7 @@ class Bench {
   absl::Status Blocked() {
     constexpr int kBlocked = 1000;
     std::string queries = dir_ + "/blocked.queries";
-    absl::Status written =
-        WriteLines(queries, kBlocked, [](int i) { return ListName(i) + " A"; });
+    absl::Status written = WriteLines(queries, kBlocked, [](int i) { return ListName(i) + " A"; });
     if (!written.ok()) return written;
 
     uint16_t nehost_port = FreePort();
@@ -315,7 +322,8 @@ class Bench {
     if (!up.ok()) return up.status();
 
     std::string conf = dir_ + "/blocked.conf";
-    written = WriteLines(conf, kBlocked, [](int i) { return absl::StrCat("address=/", ListName(i), "/"); });
+    written = WriteLines(conf, kBlocked,
+                         [](int i) { return absl::StrCat("address=/", ListName(i), "/"); });
     if (!written.ok()) return written;
     uint16_t dnsmasq_port = FreePort();
     absl::StatusOr<Child> dnsmasq =
@@ -336,7 +344,8 @@ class Bench {
     uint16_t port = FreePort();
     absl::StatusOr<Child> child = start(port);
     if (!child.ok()) return child.status();
-    absl::StatusOr<milliseconds> ready = WaitForAnswer(port, probe, rcode, *child, milliseconds(600000));
+    absl::StatusOr<milliseconds> ready =
+        WaitForAnswer(port, probe, rcode, *child, milliseconds(600000));
     if (!ready.ok()) return ready.status();
     LoadFigures figures{*ready, RssKb(child->pid())};
     child->Stop();
@@ -355,17 +364,16 @@ class Bench {
         filter::DomainList::Load(*big + "/lists/bench.0.list");
     if (!list.ok()) return list.status();
     size_t file_bytes = (*list)->contents().size();
-    auto read_ms = std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() -
-                                                            read_start);
+    auto read_ms =
+        std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - read_start);
     std::printf("in process: read and index %zu bytes in %lld ms; the list takes %.1f MB\n",
                 file_bytes, static_cast<long long>(read_ms.count()),
                 (*list)->MemoryBytes() / 1048576.0);
     list->reset();
 
     std::string hosts = dir_ + "/big.hosts";
-    absl::Status written = WriteLines(hosts, flags_.names, [](int i) {
-      return absl::StrCat("0.0.0.0 ", ListName(i));
-    });
+    absl::Status written = WriteLines(hosts, flags_.names,
+                                      [](int i) { return absl::StrCat("0.0.0.0 ", ListName(i)); });
     std::string empty_hosts = dir_ + "/empty.hosts";
     if (written.ok()) written = WriteLines(empty_hosts, 0, nullptr);
     if (!written.ok()) return written;
@@ -376,9 +384,14 @@ class Bench {
     };
     auto dnsmasq = [&](const std::string& file) {
       return [&, file](uint16_t port) {
-        std::vector<std::string> argv = {"/usr/sbin/dnsmasq", "-d", "--no-resolv", "--no-hosts",
-                                         "--bind-interfaces", "--listen-address=127.0.0.1",
-                                         absl::StrCat("--port=", port), "--log-facility=-",
+        std::vector<std::string> argv = {"/usr/sbin/dnsmasq",
+                                         "-d",
+                                         "--no-resolv",
+                                         "--no-hosts",
+                                         "--bind-interfaces",
+                                         "--listen-address=127.0.0.1",
+                                         absl::StrCat("--port=", port),
+                                         "--log-facility=-",
                                          "--addn-hosts=" + file};
         return Spawn(argv, dir_ + "/dnsmasq-load.log");
       };
@@ -403,8 +416,9 @@ class Bench {
       row("nehost-filter", *n_empty, *n_big);
       row("dnsmasq", *d_empty, *d_big);
     }
-    std::printf("goals for nehost-filter: list loaded within 1 s of an empty start, at most 64 MB "
-                "added\n");
+    std::printf(
+        "goals for nehost-filter: list loaded within 1 s of an empty start, at most 64 MB "
+        "added\n");
     return absl::OkStatus();
   }
 
@@ -448,9 +462,8 @@ class Bench {
     }
 
     std::string queries = dir_ + "/upgrade.queries";
-    written = WriteLines(queries, 100000, [](int i) {
-      return absl::StrCat("q", i, ".bench.example A");
-    });
+    written =
+        WriteLines(queries, 100000, [](int i) { return absl::StrCat("q", i, ".bench.example A"); });
     if (!written.ok()) return written;
 
     int seconds = 2 + 2 * flags_.upgrades;

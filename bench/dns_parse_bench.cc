@@ -54,7 +54,8 @@ Bytes AnswerPacket(const std::string& name, int addresses) {
   PutName(&out, name);
   Put16(&out, 1);
   Put16(&out, 1);
-  out.insert(out.end(), {0xc0, 0x0c, 0, 5, 0, 1, 0, 0, 0x0e, 0x10, 0, 6, 3, 'c', 'd', 'n', 0xc0, 0x0c});
+  out.insert(out.end(),
+             {0xc0, 0x0c, 0, 5, 0, 1, 0, 0, 0x0e, 0x10, 0, 6, 3, 'c', 'd', 'n', 0xc0, 0x0c});
   uint8_t cname = static_cast<uint8_t>(12 + name.size() + 2 + 4 + 12);
   for (int i = 0; i < addresses; ++i) {
     out.insert(out.end(), {0xc0, cname, 0, 1, 0, 1, 0, 0, 0x01, static_cast<uint8_t>(0x2c + i), 0,

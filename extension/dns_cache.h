@@ -31,8 +31,8 @@ class DnsCache {
   explicit DnsCache(size_t capacity);
 
   // Stores answer, the upstream's answer to query, when parsed says it may be cached.
-  void Insert(const dns::Query& query, std::span<const uint8_t> answer,
-              const dns::Response& parsed, Clock::time_point now);
+  void Insert(const dns::Query& query, std::span<const uint8_t> answer, const dns::Response& parsed,
+              Clock::time_point now);
 
   // Writes the cached answer to the query (from packet) into out, which must hold
   // dns::kMaxMessage bytes, and returns its size; 0 when there is none or it has expired.

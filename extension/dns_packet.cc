@@ -177,17 +177,28 @@ size_t AppendAddress(const Query& query, uint8_t* at) {
 
 absl::string_view ParseErrorName(ParseError error) {
   switch (error) {
-    case ParseError::kNone: return "none";
-    case ParseError::kTooShort: return "too_short";
-    case ParseError::kNotAQuery: return "not_a_query";
-    case ParseError::kNotAResponse: return "not_a_response";
-    case ParseError::kQuestionCount: return "question_count";
-    case ParseError::kNameTooLong: return "name_too_long";
-    case ParseError::kBadPointer: return "bad_pointer";
-    case ParseError::kBadLabelType: return "bad_label_type";
-    case ParseError::kBadCharacter: return "bad_character";
-    case ParseError::kTruncatedRecord: return "truncated_record";
-    case ParseError::kBadOpt: return "bad_opt";
+    case ParseError::kNone:
+      return "none";
+    case ParseError::kTooShort:
+      return "too_short";
+    case ParseError::kNotAQuery:
+      return "not_a_query";
+    case ParseError::kNotAResponse:
+      return "not_a_response";
+    case ParseError::kQuestionCount:
+      return "question_count";
+    case ParseError::kNameTooLong:
+      return "name_too_long";
+    case ParseError::kBadPointer:
+      return "bad_pointer";
+    case ParseError::kBadLabelType:
+      return "bad_label_type";
+    case ParseError::kBadCharacter:
+      return "bad_character";
+    case ParseError::kTruncatedRecord:
+      return "truncated_record";
+    case ParseError::kBadOpt:
+      return "bad_opt";
   }
   return "unknown";
 }
@@ -272,8 +283,7 @@ ParseError ParseResponse(std::span<const uint8_t> packet, Response* response) {
     }
   }
 
-  bool cacheable_rcode =
-      response->rcode == Rcode::kNoError || response->rcode == Rcode::kNxDomain;
+  bool cacheable_rcode = response->rcode == Rcode::kNoError || response->rcode == Rcode::kNxDomain;
   bool positive = response->rcode == Rcode::kNoError && answers > 0;
   response->cache_ttl = -1;
   if (!response->truncated && cacheable_rcode && response->ttl_count <= kMaxTtlOffsets) {
@@ -295,8 +305,8 @@ size_t WriteBlockedAnswer(const Query& query, std::span<const uint8_t> packet, B
 
   size_t length = StartReply(query, packet, Rcode::kNoError, out);
   const Question& question = query.question;
-  bool address = question.klass == kClassIn &&
-                 (question.type == kTypeA || question.type == kTypeAaaa);
+  bool address =
+      question.klass == kClassIn && (question.type == kTypeA || question.type == kTypeAaaa);
   if (address) {
     length += AppendAddress(query, &out[length]);
     WriteU16(&out[6], 1);

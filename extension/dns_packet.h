@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+
 #include "absl/strings/string_view.h"
 
 namespace nehost::filter::dns {
@@ -150,8 +151,7 @@ size_t WriteEmptyAnswer(const Query& query, std::span<const uint8_t> packet, Rco
 
 // The answer cut to its header and question with TC set, for a UDP client that cannot take it
 // whole; it asks again over TCP. answer is at least the header and the question.
-size_t WriteTruncated(std::span<const uint8_t> answer, size_t question_end,
-                      std::span<uint8_t> out);
+size_t WriteTruncated(std::span<const uint8_t> answer, size_t question_end, std::span<uint8_t> out);
 
 inline void SetId(std::span<uint8_t> packet, uint16_t id) { WriteU16(packet.data(), id); }
 

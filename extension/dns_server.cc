@@ -15,8 +15,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/files.h"
-#include "common/unix_socket.h"
 #include "common/unique_fd.h"
+#include "common/unix_socket.h"
 #include "extension/dns_cache.h"
 #include "spdlog/spdlog.h"
 
@@ -219,9 +219,15 @@ void DnsServer::Loop::Run() {
 void DnsServer::Loop::Dispatch(const epoll_event& event) {
   uint64_t tag = event.data.u64;
   switch (KindOf(tag)) {
-    case EventKind::kStop: BeginDrain(); return;
-    case EventKind::kUdpListener: ReadUdp(IndexOf(tag)); return;
-    case EventKind::kTcpListener: Accept(IndexOf(tag)); return;
+    case EventKind::kStop:
+      BeginDrain();
+      return;
+    case EventKind::kUdpListener:
+      ReadUdp(IndexOf(tag));
+      return;
+    case EventKind::kTcpListener:
+      Accept(IndexOf(tag));
+      return;
     case EventKind::kClientConnection: {
       uint32_t index = IndexOf(tag);
       if (connections_[index].serial != SerialOf(tag) || !connections_[index].fd) return;
@@ -232,7 +238,9 @@ void DnsServer::Loop::Dispatch(const epoll_event& event) {
       return;
     }
     case EventKind::kUpstreamUdp:
-    case EventKind::kUpstreamTcp: forwarder_->OnEvent(tag, event.events, now_); return;
+    case EventKind::kUpstreamTcp:
+      forwarder_->OnEvent(tag, event.events, now_);
+      return;
   }
 }
 
@@ -288,8 +296,8 @@ void DnsServer::Loop::HandleQuery(std::span<const uint8_t> packet, const ClientR
   if (cached != 0) {
     counters_->Increment(DnsCounters::kCached);
     Reply(client, query, std::span(answer_.data(), cached));
-    Report(client, query, QueryEvent::Outcome::kCached,
-           static_cast<dns::Rcode>(answer_[3] & 0xf), "", {});
+    Report(client, query, QueryEvent::Outcome::kCached, static_cast<dns::Rcode>(answer_[3] & 0xf),
+           "", {});
     return;
   }
 
@@ -536,8 +544,8 @@ void DnsServer::Loop::UpdateConnectionEvents(uint32_t index) {
   bool want_output = connection.out_done < connection.out.size();
   if (want_output == connection.watching_output && connection.reading) return;
 
-  uint32_t events = (connection.reading ? uint32_t{EPOLLIN} : 0u) |
-                    (want_output ? uint32_t{EPOLLOUT} : 0u);
+  uint32_t events =
+      (connection.reading ? uint32_t{EPOLLIN} : 0u) | (want_output ? uint32_t{EPOLLOUT} : 0u);
   epoll_event event{events,
                     {.u64 = EventTag(EventKind::kClientConnection, index, connection.serial)}};
   ::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, connection.fd.get(), &event);
@@ -574,7 +582,8 @@ void DnsServer::Loop::Housekeeping(DnsClock::time_point now) {
   FlushRuleHits();
   for (uint32_t i = 0; i < connections_.size(); ++i) {
     const Connection& connection = connections_[i];
-    if (connection.fd && connection.pending == 0 && now - connection.last_active > kIdleConnection) {
+    if (connection.fd && connection.pending == 0 &&
+        now - connection.last_active > kIdleConnection) {
       CloseConnection(i);
     }
   }

@@ -22,11 +22,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include "absl/strings/string_view.h"
 #include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "extension/dns_counters.h"
 #include "extension/domain_rules.h"
@@ -65,8 +65,7 @@ class DnsServer {
     std::function<void(const QueryEvent&)> on_query;
   };
 
-  static absl::StatusOr<std::unique_ptr<DnsServer>> Start(Options options,
-                                                          const RuleSource* rules,
+  static absl::StatusOr<std::unique_ptr<DnsServer>> Start(Options options, const RuleSource* rules,
                                                           DnsCounters* counters);
   // Drains with no grace when Drain was not called.
   ~DnsServer();

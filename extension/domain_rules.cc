@@ -67,9 +67,7 @@ bool IsNormalizedName(absl::string_view name) {
   return true;
 }
 
-DomainList::Builder::Builder() : list_(new DomainList()) {
-  list_->slots_.resize(kInitialSlots);
-}
+DomainList::Builder::Builder() : list_(new DomainList()) { list_->slots_.resize(kInitialSlots); }
 
 bool DomainList::Builder::Add(absl::string_view name, bool suffix) {
   size_t start = list_->contents_.size();
@@ -114,8 +112,8 @@ absl::StatusOr<std::shared_ptr<const DomainList>> DomainList::FromContents(
   list->contents_ = std::move(contents);
 
   // Sized for every line at once, so that the table never grows and rehashes while loading.
-  size_t lines = static_cast<size_t>(
-      std::count(list->contents_.begin(), list->contents_.end(), '\n') + 1);
+  size_t lines =
+      static_cast<size_t>(std::count(list->contents_.begin(), list->contents_.end(), '\n') + 1);
   size_t slots = kInitialSlots;
   while (lines * 10 > slots * 7) slots *= 2;
   list->slots_.resize(slots);
@@ -131,9 +129,10 @@ absl::StatusOr<std::shared_ptr<const DomainList>> DomainList::FromContents(
     bool suffix = absl::StartsWith(line, kSuffixMark);
     if (suffix) line.remove_prefix(kSuffixMarkLength);
     if (!IsNormalizedName(line) || list->count_ >= kMaxNames) {
-      return absl::DataLossError(absl::StrCat("read list ", source, ": line ", line_number, " \"",
-                                              absl::CHexEscape(absl::string_view(line.data(), std::min<size_t>(line.size(), 80))),
-                                              "\" is not a normalised name"));
+      return absl::DataLossError(absl::StrCat(
+          "read list ", source, ": line ", line_number, " \"",
+          absl::CHexEscape(absl::string_view(line.data(), std::min<size_t>(line.size(), 80))),
+          "\" is not a normalised name"));
     }
     list->Insert(line.data() - text.data(), line.size(), suffix);
     start = end + 1;

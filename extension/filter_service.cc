@@ -5,7 +5,6 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-
 #include "common/grpc_server.h"
 #include "common/log.h"
 #include "common/version.h"
@@ -34,8 +33,8 @@ absl::StatusOr<v1::ImportRulesHeader> ReadImportHeader(
     return absl::Status(name.code(), absl::StrCat("import rules: ", name.message()));
   }
   if (!v1::ImportFormat_IsValid(first.header().format())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "import rules: unknown format ", static_cast<int>(first.header().format())));
+    return absl::InvalidArgumentError(
+        absl::StrCat("import rules: unknown format ", static_cast<int>(first.header().format())));
   }
   return first.header();
 }
@@ -154,7 +153,8 @@ grpc::Status FilterService::ImportRules(grpc::ServerContext* context,
   list.set_action(header->action());
   list.set_response(header->response());
   list.set_count(importer.names());
-  bool refused = (header->all_or_nothing() && importer.invalid_lines() > 0) || importer.names() == 0;
+  bool refused =
+      (header->all_or_nothing() && importer.invalid_lines() > 0) || importer.names() == 0;
   if (refused) {
     spdlog::info("list not imported name={} lines={} invalid={} names={} all_or_nothing={}",
                  list.name(), importer.lines(), importer.invalid_lines(), importer.names(),

@@ -3,9 +3,9 @@
 //
 // It owns neither the RuleStore, the MethodCounters nor the Authorizer, which must outlive it;
 // every call it serves is counted there, by method. Status and ListRules need read access,
-// AddRule, RemoveRule, ImportRules and RemoveList admin access. Handlers run on gRPC's threads and may run at once; they
-// share nothing but the store and the counters, which are thread safe. Changes
-// block until the rule file is on disk.
+// AddRule, RemoveRule, ImportRules and RemoveList admin access. Handlers run on gRPC's threads and
+// may run at once; they share nothing but the store and the counters, which are thread safe.
+// Changes block until the rule file is on disk.
 #pragma once
 
 #include <chrono>

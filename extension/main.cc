@@ -57,7 +57,8 @@ constexpr absl::Duration kShutdownGrace = absl::Seconds(5);
 
 constexpr char kGrpcSocketName[] = "grpc";
 
-constexpr char kHelp[] = R"(usage: nehost-filter [--listen PATH] [--state-dir DIR] [--admin-group GROUP]
+constexpr char kHelp[] =
+    R"(usage: nehost-filter [--listen PATH] [--state-dir DIR] [--admin-group GROUP]
                      [--reader-group GROUP] [--dns-listen ADDR:PORT]... [--upstream ADDR[:PORT]]...
                      [--upstream-timeout-ms N] [--cache-entries N] [--dns-threads N] [-v]
 
@@ -160,7 +161,7 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
       ("listen", po::value(&flags->listen_path)->value_name("PATH"),
        "bind this Unix socket when not socket-activated")  //
       ("state-dir", po::value(&flags->state_dir)->value_name("DIR"),
-       "folder of rules.json (default: $STATE_DIRECTORY)")                       //
+       "folder of rules.json (default: $STATE_DIRECTORY)")  //
       ("admin-group", po::value(&flags->admin_group)->value_name("GROUP"),
        "group that may change rules (default: $NEHOST_ADMIN_GROUP)")  //
       ("reader-group", po::value(&flags->reader_group)->value_name("GROUP"),
@@ -176,7 +177,7 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
       ("cache-entries", po::value(&flags->cache_entries)->value_name("N"),
        "answers cached per DNS thread; 0 disables the cache (default 10000)")  //
       ("dns-threads", po::value(&flags->dns_threads)->value_name("N"),
-       "DNS threads, each an epoll loop over the same sockets (default 1)")  //
+       "DNS threads, each an epoll loop over the same sockets (default 1)")      //
       ("verbose,v", po::bool_switch(&flags->verbose), "log routine detail too")  //
       ("help", "print this help and exit")                                       //
       ("version", "print the version and exit");
@@ -398,8 +399,7 @@ std::string AddressList(const std::vector<InetAddress>& addresses) {
 
 // The DNS data plane, or nullptr when there is no DNS socket to serve.
 absl::StatusOr<std::unique_ptr<DnsServer>> StartDns(const Flags& flags, const DnsSockets& sockets,
-                                                    const RuleStore* store,
-                                                    DnsCounters* counters) {
+                                                    const RuleStore* store, DnsCounters* counters) {
   if (sockets.udp.empty() && sockets.tcp.empty()) {
     spdlog::info("serving no dns: no dns socket inherited and no --dns-listen");
     return nullptr;
@@ -474,8 +474,11 @@ int Serve(const Flags& flags, const Listener& listener,
   options.access = std::move(access);
   // Without a data plane there is nothing to count, and Status shows no DNS counters.
   options.dns_counters = *dns != nullptr ? &dns_counters : nullptr;
-  if (*dns != nullptr) options.drain_data_plane = [&](absl::Duration grace) { (*dns)->Drain(grace); };
-  absl::StatusOr<std::unique_ptr<Generation>> generation = Generation::Start(store, std::move(options));
+  if (*dns != nullptr) {
+    options.drain_data_plane = [&](absl::Duration grace) { (*dns)->Drain(grace); };
+  }
+  absl::StatusOr<std::unique_ptr<Generation>> generation =
+      Generation::Start(store, std::move(options));
   if (!generation.ok()) return RuntimeFailure(generation.status());
   spdlog::info("serving socket={} activated={} generation={} version={}", SocketPathOf(listener.fd),
                listener.activated, number, kVersion);
@@ -512,8 +515,8 @@ int Run(const Flags& flags, const sigset_t& stop_signals) {
   if (!access.ok()) return RuntimeFailure(access.status());
   absl::StatusOr<Listener> listener = ChooseListener(flags, *access, *inherited);
   if (!listener.ok()) return RuntimeFailure(listener.status());
-  return Serve(flags, *listener, *inherited, store->get(), *std::move(instance),
-               *std::move(access), stop_signals);
+  return Serve(flags, *listener, *inherited, store->get(), *std::move(instance), *std::move(access),
+               stop_signals);
 }
 
 int Main(int argc, char** argv) {

@@ -87,8 +87,8 @@ void ListImporter::Line(absl::string_view line) {
 
   if (absl::EndsWith(line, "\r")) line.remove_suffix(1);
   bool hosts_only = format_ == v1::IMPORT_FORMAT_HOSTS;
-  std::vector<absl::string_view> words = absl::StrSplit(
-      WithoutComment(line, !hosts_only), absl::ByAnyChar(" \t"), absl::SkipEmpty());
+  std::vector<absl::string_view> words =
+      absl::StrSplit(WithoutComment(line, !hosts_only), absl::ByAnyChar(" \t"), absl::SkipEmpty());
   if (words.empty()) {
     ++skipped_;
     return;

@@ -18,9 +18,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "extension/domain_rules.h"
 #include "nehost/filter/v1/filter.pb.h"
 

@@ -11,7 +11,6 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/random/random.h"
-
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -121,7 +120,8 @@ absl::StatusOr<std::vector<RuleStore::StoredList>> LoadLists(
   std::vector<RuleStore::StoredList> lists;
   for (const RuleList& meta : file.lists()) {
     if (absl::Status name = CheckListName(meta.name()); !name.ok()) {
-      return absl::DataLossError(absl::StrCat("load rules ", path, ": ", name.message(), kFileKept));
+      return absl::DataLossError(
+          absl::StrCat("load rules ", path, ": ", name.message(), kFileKept));
     }
     auto found = known.find(meta.file());
     if (found != known.end()) {
@@ -136,10 +136,9 @@ absl::StatusOr<std::vector<RuleStore::StoredList>> LoadLists(
                                               names.status().message(), kFileKept));
     }
     if ((*names)->size() != meta.count()) {
-      return absl::DataLossError(absl::StrCat("load rules ", path, ": list ", meta.name(), " in ",
-                                              list_path, " holds ", (*names)->size(),
-                                              " names; the rule file says ", meta.count(),
-                                              kFileKept));
+      return absl::DataLossError(
+          absl::StrCat("load rules ", path, ": list ", meta.name(), " in ", list_path, " holds ",
+                       (*names)->size(), " names; the rule file says ", meta.count(), kFileKept));
     }
     lists.push_back({meta, *std::move(names)});
   }
@@ -159,9 +158,8 @@ absl::StatusOr<LoadedState> LoadState(
   uint32_t version = file.schema_version();
   if (version != kRuleFileSchemaVersion && version != kFirstSchemaVersion) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "load rules ", path, ": schema_version ", version,
-        " is not one this nehost-filter reads (", kFirstSchemaVersion, " or ",
-        kRuleFileSchemaVersion, ")", kFileKept));
+        "load rules ", path, ": schema_version ", version, " is not one this nehost-filter reads (",
+        kFirstSchemaVersion, " or ", kRuleFileSchemaVersion, ")", kFileKept));
   }
   if (version == kFirstSchemaVersion && file.lists_size() != 0) {
     return absl::DataLossError(
@@ -170,7 +168,8 @@ absl::StatusOr<LoadedState> LoadState(
 
   absl::StatusOr<std::vector<Rule>> rules = RulesOf(file, path);
   if (!rules.ok()) return rules.status();
-  absl::StatusOr<std::vector<RuleStore::StoredList>> lists = LoadLists(file, state_dir, path, known);
+  absl::StatusOr<std::vector<RuleStore::StoredList>> lists =
+      LoadLists(file, state_dir, path, known);
   if (!lists.ok()) return lists.status();
   return LoadedState{*std::move(rules), *std::move(lists), version};
 }
@@ -179,7 +178,8 @@ absl::StatusOr<LoadedState> LoadState(
 // names is never overwritten in place.
 std::string NewListFile(absl::string_view name) {
   uint32_t nonce = 0;
-  if (::getrandom(&nonce, sizeof nonce, 0) != sizeof nonce) nonce = absl::Uniform<uint32_t>(absl::BitGen());
+  if (::getrandom(&nonce, sizeof nonce, 0) != sizeof nonce)
+    nonce = absl::Uniform<uint32_t>(absl::BitGen());
   return absl::StrCat(kListFolder, "/", name, ".", absl::Hex(nonce, absl::kZeroPad8), ".list");
 }
 
@@ -250,15 +250,15 @@ absl::StatusOr<Rule> NormalizeRule(const Rule& rule) {
 }
 
 absl::Status CheckListName(absl::string_view name) {
-  bool valid = !name.empty() && name.size() <= kMaxListName && name.front() != '.' &&
-               std::all_of(name.begin(), name.end(), [](char c) {
-                 return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '.' ||
-                        c == '_' || c == '-';
-               });
+  bool valid =
+      !name.empty() && name.size() <= kMaxListName && name.front() != '.' &&
+      std::all_of(name.begin(), name.end(), [](char c) {
+        return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '.' || c == '_' || c == '-';
+      });
   if (valid) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "invalid list name \"", absl::CHexEscape(name), "\": use 1 to ", kMaxListName,
-      " characters of a-z, 0-9, '.', '_' and '-', not starting with '.'"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("invalid list name \"", absl::CHexEscape(name), "\": use 1 to ", kMaxListName,
+                   " characters of a-z, 0-9, '.', '_' and '-', not starting with '.'"));
 }
 
 absl::StatusOr<std::unique_ptr<RuleStore>> RuleStore::Open(const std::string& state_dir) {
@@ -279,14 +279,13 @@ absl::StatusOr<std::unique_ptr<RuleStore>> RuleStore::Open(const std::string& st
     absl::MutexLock lock(&store->mu_);
     absl::Status saved = store->Save(store->rules_, store->lists_);
     if (!saved.ok()) return saved;
-    spdlog::info("rules migrated path={} from_schema={} to_schema={}", path,
-                 state->schema_version, kRuleFileSchemaVersion);
+    spdlog::info("rules migrated path={} from_schema={} to_schema={}", path, state->schema_version,
+                 kRuleFileSchemaVersion);
   }
   return store;
 }
 
-RuleStore::RuleStore(std::string state_dir, std::vector<Rule> rules,
-                     std::vector<StoredList> lists)
+RuleStore::RuleStore(std::string state_dir, std::vector<Rule> rules, std::vector<StoredList> lists)
     : state_dir_(std::move(state_dir)),
       path_(absl::StrCat(state_dir_, "/", kRuleFileName)),
       rules_(std::move(rules)),
@@ -375,8 +374,8 @@ absl::StatusOr<RuleStore::ImportResult> RuleStore::ImportList(
   absl::Status written =
       WriteFileAtomically(absl::StrCat(state_dir_, "/", list.file()), names->contents(), 0644);
   if (!written.ok()) {
-    return absl::Status(written.code(), absl::StrCat("import list ", list.name(), ": ",
-                                                     written.message()));
+    return absl::Status(written.code(),
+                        absl::StrCat("import list ", list.name(), ": ", written.message()));
   }
 
   std::vector<StoredList> updated = lists_;
@@ -408,8 +407,9 @@ absl::StatusOr<bool> RuleStore::RemoveList(absl::string_view name) {
 
   absl::MutexLock lock(&mu_);
   std::vector<StoredList> updated = lists_;
-  auto existing = std::find_if(updated.begin(), updated.end(),
-                               [&](const StoredList& stored) { return stored.meta.name() == name; });
+  auto existing = std::find_if(updated.begin(), updated.end(), [&](const StoredList& stored) {
+    return stored.meta.name() == name;
+  });
   if (existing == updated.end()) return false;
   std::string file = existing->meta.file();
   updated.erase(existing);
@@ -429,9 +429,10 @@ absl::Status RuleStore::Reload() {
 
   absl::StatusOr<LoadedState> state = LoadState(state_dir_, path_, known);
   if (!state.ok()) {
-    spdlog::error("reload rules failed path={} error=\"{}\"; keeping the {} rules and {} lists "
-                  "in memory",
-                  path_, std::string(state.status().message()), rules_.size(), lists_.size());
+    spdlog::error(
+        "reload rules failed path={} error=\"{}\"; keeping the {} rules and {} lists "
+        "in memory",
+        path_, std::string(state.status().message()), rules_.size(), lists_.size());
     return state.status();
   }
 

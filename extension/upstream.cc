@@ -47,8 +47,7 @@ absl::StatusOr<InetAddress> ParseInetAddress(absl::string_view text, uint16_t de
 
   size_t colon = text.rfind(':');
   bool bracketed = !text.empty() && text.front() == '[';
-  bool host_and_port = colon != absl::string_view::npos &&
-                       (bracketed || text.find(':') == colon);
+  bool host_and_port = colon != absl::string_view::npos && (bracketed || text.find(':') == colon);
   if (host_and_port) {
     if (!absl::SimpleAtoi(text.substr(colon + 1), &port) || port == 0 || port > 65535) {
       return InvalidAddress(text, "the port is not a number from 1 to 65535");
@@ -252,8 +251,8 @@ void Forwarder::ReadUdp(uint32_t upstream, DnsClock::time_point now) {
     messages[i].msg_hdr.msg_iovlen = 1;
   }
 
-  int received = ::recvmmsg(sockets_[upstream].get(), messages.data(), kUdpBatch, MSG_DONTWAIT,
-                            nullptr);
+  int received =
+      ::recvmmsg(sockets_[upstream].get(), messages.data(), kUdpBatch, MSG_DONTWAIT, nullptr);
   for (int i = 0; i < received; ++i) {
     std::span<uint8_t> answer(&receive_buffers_[i * kUdpAnswerBuffer], messages[i].msg_len);
     if ((messages[i].msg_hdr.msg_flags & MSG_TRUNC) != 0 && answer.size() >= dns::kHeaderSize) {
@@ -298,8 +297,8 @@ void Forwarder::Accept(uint32_t slot, std::span<uint8_t> answer, const dns::Resp
 
   bool refused = parsed.rcode == dns::Rcode::kServFail || parsed.rcode == dns::Rcode::kRefused;
   if (refused && pending.tried < options_.upstreams.size()) {
-    spdlog::debug("upstream refused upstream={} rcode={}", options_.upstreams[pending.upstream].text,
-                  static_cast<int>(parsed.rcode));
+    spdlog::debug("upstream refused upstream={} rcode={}",
+                  options_.upstreams[pending.upstream].text, static_cast<int>(parsed.rcode));
     TryNext(slot, now);
     return;
   }
@@ -322,10 +321,10 @@ void Forwarder::StartTcp(uint32_t slot, DnsClock::time_point now) {
   pending.serial = (pending.serial + 1) & 0xffffff;
   pending.tcp.Reset(
       ::socket(upstream.address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  int connected = pending.tcp ? ::connect(pending.tcp.get(),
-                                          reinterpret_cast<const sockaddr*>(&upstream.address),
-                                          upstream.length)
-                              : -1;
+  int connected =
+      pending.tcp ? ::connect(pending.tcp.get(),
+                              reinterpret_cast<const sockaddr*>(&upstream.address), upstream.length)
+                  : -1;
   epoll_event event{EPOLLOUT, {.u64 = EventTag(EventKind::kUpstreamTcp, slot, pending.serial)}};
   if ((connected != 0 && errno != EINPROGRESS) ||
       ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, pending.tcp.get(), &event) != 0) {
@@ -382,7 +381,8 @@ void Forwarder::WriteTcp(uint32_t slot, DnsClock::time_point now) {
 void Forwarder::ReadTcp(uint32_t slot, DnsClock::time_point now) {
   Pending& pending = slots_[slot];
   std::string& buffer = pending.tcp_buffer;
-  size_t wanted = buffer.size() < 2 ? 2 : 2 + dns::ReadU16(reinterpret_cast<uint8_t*>(buffer.data()));
+  size_t wanted =
+      buffer.size() < 2 ? 2 : 2 + dns::ReadU16(reinterpret_cast<uint8_t*>(buffer.data()));
   size_t had = buffer.size();
   buffer.resize(wanted);
   ssize_t got = ::recv(pending.tcp.get(), buffer.data() + had, wanted - had, 0);
@@ -431,11 +431,10 @@ void Forwarder::TryNext(uint32_t slot, DnsClock::time_point now) {
   if (pending.tried >= options_.upstreams.size()) {
     spdlog::debug("every upstream failed name={} type={} tried={} waited_ms={}",
                   std::string(pending.query.question.Name()), pending.query.question.type,
-                  pending.tried,
-                  DelayMs(now - pending.sent));
-    sink_->Failed(pending.client, pending.query,
-                  std::span(reinterpret_cast<const uint8_t*>(pending.packet.data()),
-                            pending.packet.size()));
+                  pending.tried, DelayMs(now - pending.sent));
+    sink_->Failed(
+        pending.client, pending.query,
+        std::span(reinterpret_cast<const uint8_t*>(pending.packet.data()), pending.packet.size()));
     Release(slot);
     return;
   }
@@ -453,8 +452,8 @@ void Forwarder::Expire(DnsClock::time_point now) {
     if (preferred_ == upstream && options_.upstreams.size() > 1) {
       preferred_ = (upstream + 1) % options_.upstreams.size();
       spdlog::warn("upstream timed out upstream={} timeout_ms={}; trying {} first from now",
-                      options_.upstreams[upstream].text, options_.timeout.count(),
-                      options_.upstreams[preferred_].text);
+                   options_.upstreams[upstream].text, options_.timeout.count(),
+                   options_.upstreams[preferred_].text);
     }
     TryNext(slot, now);
   }

@@ -25,10 +25,10 @@
 #include <memory>
 #include <span>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/unique_fd.h"
 #include "extension/dns_counters.h"
 #include "extension/dns_packet.h"

@@ -54,7 +54,7 @@ std::string BigTxtRecord() {
 }
 
 std::vector<std::string> UpstreamRecords() {
-  return {"--address=/up.example/192.0.2.1",  "--address=/ads.example/192.0.2.66",
+  return {"--address=/up.example/192.0.2.1", "--address=/ads.example/192.0.2.66",
           "--address=/tracker.example/192.0.2.77", "--address=/sink.example/192.0.2.88",
           BigTxtRecord()};
 }
@@ -100,14 +100,22 @@ class StandaloneDnsTest : public ::testing::Test {
   void StartFilter(const std::vector<std::string>& upstreams, int timeout_ms = 1500) {
     for (int attempt = 0; attempt < 5; ++attempt) {
       port_ = ReservePort();
-      std::vector<std::string> argv = {FilterBinary(), "--listen", root_ / "filter.sock",
-                                       "--state-dir", root_ / "state", "--dns-listen",
-                                       absl::StrCat("127.0.0.1:", port_), "--upstream-timeout-ms",
+      std::vector<std::string> argv = {FilterBinary(),
+                                       "--listen",
+                                       root_ / "filter.sock",
+                                       "--state-dir",
+                                       root_ / "state",
+                                       "--dns-listen",
+                                       absl::StrCat("127.0.0.1:", port_),
+                                       "--upstream-timeout-ms",
                                        std::to_string(timeout_ms)};
-      for (const std::string& upstream : upstreams) argv.insert(argv.end(), {"--upstream", upstream});
-      filter_ = std::make_unique<Subprocess>(argv, std::vector<std::string>{}, root_ / "filter.log");
-      bool up = WaitUntil([&] { return !filter_->running() || WaitForDns(port_, absl::ZeroDuration()); },
-                          absl::Seconds(20));
+      for (const std::string& upstream : upstreams)
+        argv.insert(argv.end(), {"--upstream", upstream});
+      filter_ =
+          std::make_unique<Subprocess>(argv, std::vector<std::string>{}, root_ / "filter.log");
+      bool up =
+          WaitUntil([&] { return !filter_->running() || WaitForDns(port_, absl::ZeroDuration()); },
+                    absl::Seconds(20));
       if (up && filter_->running()) return;
     }
     FAIL() << "nehost-filter did not serve DNS: " << ReadFileOrEmpty(root_ / "filter.log");
@@ -293,7 +301,8 @@ class HostedDnsTest : public ::testing::Test {
 };
 
 TEST_F(HostedDnsTest, ImportOfAHundredThousandNamesBlocksThemAllAndSurvivesARestart) {
-  Dnsmasq upstream(root_, {"--address=/block.example/192.0.2.9", "--address=/up.example/192.0.2.1"});
+  Dnsmasq upstream(root_,
+                   {"--address=/block.example/192.0.2.9", "--address=/up.example/192.0.2.1"});
   StartHosted(upstream.address());
   std::string hosts = WriteHostsFile(100'000);
 
@@ -336,8 +345,8 @@ TEST_F(HostedDnsTest, InvalidLinesAreReportedWithTheirNumbersAndTheCallerChooses
   EXPECT_EQ(Dig(port_, "h1.block.example").status, "NXDOMAIN");
 
   // A later strict import that fails leaves the list in force as it was.
-  CommandResult again = nehostd_.Ctl({"rules", "import", kService, hosts, "--list", "mine",
-                                      "--all-or-nothing"});
+  CommandResult again =
+      nehostd_.Ctl({"rules", "import", kService, hosts, "--list", "mine", "--all-or-nothing"});
   EXPECT_EQ(again.status.code, 1);
   EXPECT_EQ(Dig(port_, "h2.block.example").status, "NXDOMAIN");
 }
@@ -346,8 +355,8 @@ TEST_F(HostedDnsTest, RulesAddedThroughNehostctlTakeEffectAtOnceAndSurviveACrash
   Dnsmasq upstream(root_, {"--address=/up.example/192.0.2.1"});
   StartHosted(upstream.address());
 
-  CommandResult added = nehostd_.Ctl({"rules", "add", kService, "up.example", "--suffix",
-                                      "--sinkhole"});
+  CommandResult added =
+      nehostd_.Ctl({"rules", "add", kService, "up.example", "--suffix", "--sinkhole"});
   ASSERT_EQ(added.status.code, 0) << added.err;
   EXPECT_THAT(Dig(port_, "www.up.example").answers, ElementsAre("0.0.0.0"));
 

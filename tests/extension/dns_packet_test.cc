@@ -221,7 +221,7 @@ TEST(WriteBlockedAnswer, NxDomainRepeatsTheQuestionAndEdns) {
   EXPECT_EQ(response.id, 77);
   EXPECT_EQ(response.rcode, Rcode::kNxDomain);
   EXPECT_EQ(response.question.Name(), "ads.example.com");
-  EXPECT_EQ(out[13], 'A');  // the client's own spelling
+  EXPECT_EQ(out[13], 'A');          // the client's own spelling
   EXPECT_EQ(ReadU16(&out[10]), 1);  // the OPT record
 }
 

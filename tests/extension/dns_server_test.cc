@@ -56,9 +56,9 @@ UniqueFd BindOrDie(InetProtocol protocol) {
 
 void SendTo(int fd, const Bytes& packet, uint16_t port) {
   sockaddr_in to = Loopback(port);
-  ASSERT_EQ(::sendto(fd, packet.data(), packet.size(), 0, reinterpret_cast<sockaddr*>(&to),
-                     sizeof to),
-            static_cast<ssize_t>(packet.size()));
+  ASSERT_EQ(
+      ::sendto(fd, packet.data(), packet.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to),
+      static_cast<ssize_t>(packet.size()));
 }
 
 struct Datagram {

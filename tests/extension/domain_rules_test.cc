@@ -27,15 +27,19 @@ v1::Rule MakeRule(const std::string& domain, v1::Rule::Action action, v1::Rule::
 std::string Decide(const DomainRules& rules, const std::string& name) {
   Verdict verdict = rules.Check(name);
   switch (verdict.kind) {
-    case Verdict::Kind::kNone: return "none";
-    case Verdict::Kind::kAllow: return "allow " + rules.RuleName(verdict.rule);
-    case Verdict::Kind::kDeny: return "deny " + rules.RuleName(verdict.rule);
+    case Verdict::Kind::kNone:
+      return "none";
+    case Verdict::Kind::kAllow:
+      return "allow " + rules.RuleName(verdict.rule);
+    case Verdict::Kind::kDeny:
+      return "deny " + rules.RuleName(verdict.rule);
   }
   return "?";
 }
 
 TEST(DomainRules, ExactRuleMatchesTheNameOnly) {
-  auto rules = DomainRules::Compile({MakeRule("ads.example.com", v1::Rule::DENY, v1::Rule::EXACT)}, {});
+  auto rules =
+      DomainRules::Compile({MakeRule("ads.example.com", v1::Rule::DENY, v1::Rule::EXACT)}, {});
   EXPECT_EQ(Decide(*rules, "ads.example.com"), "deny rule:deny:exact:ads.example.com");
   EXPECT_EQ(Decide(*rules, "x.ads.example.com"), "none");
   EXPECT_EQ(Decide(*rules, "example.com"), "none");
@@ -43,7 +47,8 @@ TEST(DomainRules, ExactRuleMatchesTheNameOnly) {
 }
 
 TEST(DomainRules, SuffixRuleMatchesTheNameAndEveryNameBelowIt) {
-  auto rules = DomainRules::Compile({MakeRule("example.com", v1::Rule::DENY, v1::Rule::SUFFIX)}, {});
+  auto rules =
+      DomainRules::Compile({MakeRule("example.com", v1::Rule::DENY, v1::Rule::SUFFIX)}, {});
   EXPECT_EQ(Decide(*rules, "example.com"), "deny rule:deny:suffix:example.com");
   EXPECT_EQ(Decide(*rules, "a.b.example.com"), "deny rule:deny:suffix:example.com");
   EXPECT_EQ(Decide(*rules, "notexample.com"), "none");
@@ -51,12 +56,11 @@ TEST(DomainRules, SuffixRuleMatchesTheNameAndEveryNameBelowIt) {
 }
 
 TEST(DomainRules, AllowOverridesDenyAtAnyLevel) {
-  auto rules = DomainRules::Compile(
-      {MakeRule("cdn.example.com", v1::Rule::DENY, v1::Rule::EXACT),
-       MakeRule("example.com", v1::Rule::ALLOW, v1::Rule::SUFFIX),
-       MakeRule("tracker.net", v1::Rule::DENY, v1::Rule::SUFFIX),
-       MakeRule("ok.tracker.net", v1::Rule::ALLOW, v1::Rule::EXACT)},
-      {});
+  auto rules = DomainRules::Compile({MakeRule("cdn.example.com", v1::Rule::DENY, v1::Rule::EXACT),
+                                     MakeRule("example.com", v1::Rule::ALLOW, v1::Rule::SUFFIX),
+                                     MakeRule("tracker.net", v1::Rule::DENY, v1::Rule::SUFFIX),
+                                     MakeRule("ok.tracker.net", v1::Rule::ALLOW, v1::Rule::EXACT)},
+                                    {});
   EXPECT_EQ(Decide(*rules, "cdn.example.com"), "allow rule:allow:suffix:example.com");
   EXPECT_EQ(Decide(*rules, "ok.tracker.net"), "allow rule:allow:exact:ok.tracker.net");
   EXPECT_EQ(Decide(*rules, "x.ok.tracker.net"), "deny rule:deny:suffix:tracker.net");

@@ -28,10 +28,18 @@ std::vector<uint8_t> Mutate(std::vector<uint8_t> bytes, std::mt19937& random) {
   for (int i = 0; i < edits && !bytes.empty(); ++i) {
     size_t at = random() % bytes.size();
     switch (random() % 4) {
-      case 0: bytes[at] ^= static_cast<uint8_t>(1u << (random() % 8)); break;
-      case 1: bytes[at] = static_cast<uint8_t>(random()); break;
-      case 2: bytes.resize(at); break;
-      case 3: bytes.insert(bytes.begin() + at, bytes.begin(), bytes.begin() + at); break;
+      case 0:
+        bytes[at] ^= static_cast<uint8_t>(1u << (random() % 8));
+        break;
+      case 1:
+        bytes[at] = static_cast<uint8_t>(random());
+        break;
+      case 2:
+        bytes.resize(at);
+        break;
+      case 3:
+        bytes.insert(bytes.begin() + at, bytes.begin(), bytes.begin() + at);
+        break;
     }
   }
   return bytes;

@@ -218,7 +218,8 @@ TEST_F(RuleStoreTest, MigratesASchemaOneFileWhenItOpens) {
   {"domain": "ads.example.com", "action": "DENY", "match": "EXACT"},
   {"domain": "example.org", "action": "ALLOW", "match": "SUFFIX"}
  ]
-})").ok());
+})")
+                  .ok());
 
   std::unique_ptr<RuleStore> store = OpenStore();
   ASSERT_NE(store, nullptr);
@@ -287,7 +288,8 @@ TEST_F(RuleStoreTest, ImportUnderTheSameNameReplacesTheListAndItsFile) {
   size_t files = 0;
   for (const auto& entry : std::filesystem::directory_iterator(state_dir_ + "/lists")) {
     ++files;
-    EXPECT_EQ(entry.path().filename().string(), std::filesystem::path(again->list.file()).filename());
+    EXPECT_EQ(entry.path().filename().string(),
+              std::filesystem::path(again->list.file()).filename());
   }
   EXPECT_EQ(files, 1u);
 }

@@ -66,15 +66,20 @@ Dnsmasq::Dnsmasq(const TempDir& root, const std::vector<std::string>& records,
     port_ = ReservePort();
     // -d: in the foreground, no pid file, no change of user; --bind-interfaces with the
     // address so that it binds 127.0.0.1:PORT only.
-    std::vector<std::string> argv = {DNSMASQ_BINARY,     "-d",        "--no-resolv",
-                                     "--no-hosts",        "--bind-interfaces",
+    std::vector<std::string> argv = {DNSMASQ_BINARY,
+                                     "-d",
+                                     "--no-resolv",
+                                     "--no-hosts",
+                                     "--bind-interfaces",
                                      "--listen-address=127.0.0.1",
-                                     absl::StrCat("--port=", port_), "--log-facility=-"};
+                                     absl::StrCat("--port=", port_),
+                                     "--log-facility=-"};
     argv.insert(argv.end(), records.begin(), records.end());
     process_ = std::make_unique<Subprocess>(argv, std::vector<std::string>{}, root / log_name);
 
-    bool up = WaitUntil([&] { return !process_->running() || WaitForDns(port_, absl::ZeroDuration()); },
-                        absl::Seconds(10));
+    bool up =
+        WaitUntil([&] { return !process_->running() || WaitForDns(port_, absl::ZeroDuration()); },
+                  absl::Seconds(10));
     if (up && process_->running()) return;
   }
   ADD_FAILURE() << "dnsmasq did not start: " << ReadFileOrEmpty(root / log_name);

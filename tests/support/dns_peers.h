@@ -48,8 +48,8 @@ class Dnsmasq {
 };
 
 struct DigResult {
-  bool answered = false;  // false: dig timed out or failed
-  std::string status;     // "NOERROR", "NXDOMAIN", "SERVFAIL"...
+  bool answered = false;             // false: dig timed out or failed
+  std::string status;                // "NOERROR", "NXDOMAIN", "SERVFAIL"...
   std::vector<std::string> answers;  // the RDATA of each answer record, in order
   bool truncated = false;
   std::string output;  // all of it, for failure messages

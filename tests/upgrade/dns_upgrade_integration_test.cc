@@ -41,8 +41,8 @@ class DnsClient {
   static constexpr int kTimeoutMs = 3000;
 
   static std::vector<uint8_t> Query(const std::string& name, uint16_t id) {
-    std::vector<uint8_t> packet = {static_cast<uint8_t>(id >> 8), static_cast<uint8_t>(id), 1, 0,
-                                   0, 1, 0, 0, 0, 0, 0, 0};
+    std::vector<uint8_t> packet = {
+        static_cast<uint8_t>(id >> 8), static_cast<uint8_t>(id), 1, 0, 0, 1, 0, 0, 0, 0, 0, 0};
     size_t start = 0;
     while (start <= name.size()) {
       size_t dot = std::min(name.find('.', start), name.size());
