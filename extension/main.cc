@@ -60,7 +60,8 @@ constexpr char kGrpcSocketName[] = "grpc";
 constexpr char kHelp[] =
     R"(usage: nehost-filter [--listen PATH] [--state-dir DIR] [--admin-group GROUP]
                      [--reader-group GROUP] [--dns-listen ADDR:PORT]... [--upstream ADDR[:PORT]]...
-                     [--upstream-timeout-ms N] [--cache-entries N] [--dns-threads N] [-v]
+                     [--resolv-conf PATH] [--upstream-timeout-ms N] [--cache-entries N]
+                     [--dns-threads N] [-v]
 
 Serves nehost.filter.v1 (status, domain rules and lists), grpc.health.v1 and server reflection
 over gRPC on a Unix socket, and DNS over UDP and TCP, until SIGTERM, SIGINT, or a drain from
@@ -92,7 +93,8 @@ also change rules, members of the reader group may read status and rules; anyone
 PERMISSION_DENIED. nehostd passes its own groups in NEHOST_ADMIN_GROUP and
 NEHOST_READER_GROUP. A socket it binds itself gets the reader group (else the admin group).
 
-State: the rules live in DIR/rules.json; DIR must exist. Status reports NEHOST_GENERATION
+State: the rules live in DIR/rules.json and the names of imported lists in DIR/lists/; DIR
+must exist. A rules.json of schema 1 is migrated to schema 2 at start. Status reports NEHOST_GENERATION
 and NEHOST_SERVICE, which nehostd sets, and the calls served since the service first started.
 
 Counters: Status reports the DNS counters as "dns." entries: queries, blocked, forwarded,
@@ -202,6 +204,16 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
     return 0;
   }
   if (flags->upstream_timeout_ms == 0) return UsageError("--upstream-timeout-ms must be above 0");
+  for (const std::string& upstream : flags->upstreams) {
+    absl::StatusOr<InetAddress> address = ParseInetAddress(upstream, 53);
+    if (!address.ok()) return UsageError(absl::StrCat("--upstream: ", address.status().message()));
+  }
+  for (const std::string& listen : flags->dns_listen) {
+    absl::StatusOr<InetAddress> address = ParseInetAddress(listen, 0);
+    if (!address.ok() || absl::EndsWith(listen, "]") || listen.find(':') == std::string::npos) {
+      return UsageError(absl::StrCat("--dns-listen ", listen, ": not ADDRESS:PORT"));
+    }
+  }
   if (flags->dns_threads == 0 || flags->dns_threads > 64) {
     return UsageError("--dns-threads must be from 1 to 64");
   }
