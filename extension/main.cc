@@ -1,6 +1,7 @@
 // nehost-filter: the extension nehost ships. It serves nehost.filter.v1 on a Unix socket that
 // it inherits (nehostd, systemd socket activation) or binds itself, and runs until SIGTERM,
 // SIGINT, or a drain on its control channel to nehostd.
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -209,8 +210,9 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
     if (!address.ok()) return UsageError(absl::StrCat("--upstream: ", address.status().message()));
   }
   for (const std::string& listen : flags->dns_listen) {
+    // Without a port, the parser leaves it 0.
     absl::StatusOr<InetAddress> address = ParseInetAddress(listen, 0);
-    if (!address.ok() || absl::EndsWith(listen, "]") || listen.find(':') == std::string::npos) {
+    if (!address.ok() || reinterpret_cast<const sockaddr_in*>(&address->address)->sin_port == 0) {
       return UsageError(absl::StrCat("--dns-listen ", listen, ": not ADDRESS:PORT"));
     }
   }
