@@ -45,9 +45,12 @@ absl::StatusOr<InetAddress> ParseInetAddress(absl::string_view text, uint16_t de
   std::string host(text);
   uint32_t port = default_port;
 
+  // A port follows the only colon of an IPv4 address, or the "]" of a bracketed IPv6 one.
   size_t colon = text.rfind(':');
   bool bracketed = !text.empty() && text.front() == '[';
-  bool host_and_port = colon != absl::string_view::npos && (bracketed || text.find(':') == colon);
+  size_t close = text.find(']');
+  bool host_and_port = bracketed ? close != absl::string_view::npos && close + 1 == colon
+                                 : colon != absl::string_view::npos && text.find(':') == colon;
   if (host_and_port) {
     if (!absl::SimpleAtoi(text.substr(colon + 1), &port) || port == 0 || port > 65535) {
       return InvalidAddress(text, "the port is not a number from 1 to 65535");
