@@ -4,9 +4,10 @@
 //
 // A DomainList holds its names in one string, exactly as its file on disk holds them (one
 // name a line, "*.name" for the name and every name below it), and an open-addressing table
-// of 8 bytes a slot over that string: a million names take about 40 MB and load in well under
-// a second. Allow overrides deny: a name that any allow rule or list matches is allowed,
-// whatever denies it; otherwise the most specific deny decides.
+// of 8 bytes a slot over that string: a million names of 30 characters take about 50 MB and
+// load in about a quarter of a second of one core. Allow overrides deny: a name that any
+// allow rule or list matches is allowed, whatever denies it; otherwise the most specific deny
+// decides.
 //
 // Both are immutable once built and shared through shared_ptr<const>: any number of threads
 // may read them at once with no lock. Builders are single-threaded.
