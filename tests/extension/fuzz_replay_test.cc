@@ -45,13 +45,13 @@ std::vector<uint8_t> Mutate(std::vector<uint8_t> bytes, std::mt19937& random) {
   return bytes;
 }
 
-TEST(DnsPacketFuzzReplay, SeedsAndTheirVariantsParseWithoutFault) {
+TEST(FuzzReplay, SeedsAndTheirVariantsRunWithoutFault) {
   std::vector<std::filesystem::path> seeds;
   for (const auto& entry : std::filesystem::directory_iterator(CORPUS_DIR)) {
     seeds.push_back(entry.path());
   }
   std::sort(seeds.begin(), seeds.end());
-  ASSERT_GE(seeds.size(), 10u) << "corpus missing at " << CORPUS_DIR;
+  ASSERT_GE(seeds.size(), 5u) << "corpus missing at " << CORPUS_DIR;
 
   std::mt19937 random(20261204);
   for (const std::filesystem::path& seed : seeds) {
