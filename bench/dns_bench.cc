@@ -1,7 +1,8 @@
 // dns_bench: nehost-filter's DNS data plane against dnsmasq, side by side in one run, with
 // dnsperf from Debian as the load and dnsmasq as the upstream, all on 127.0.0.1.
 //
-//   forward  queries per second forwarded to the same upstream, both caches off
+//   forward  queries per second forwarded to the same upstream, both caches off, with each
+//            query from a random port (as dnsmasq does) and with one socket per upstream
 //   blocked  queries per second for names both answer NXDOMAIN themselves (nehost-filter from
 //            an imported list, dnsmasq from --address=/name/)
 //   load     a list of a million names: time from start to the first answer that blocks one,
@@ -297,13 +298,25 @@ class Bench {
         WaitForAnswer(nehost_port, "up.bench.example", 0, *nehost, milliseconds(30000));
     if (!up.ok()) return up.status();
 
+    uint16_t shared_port = FreePort();
+    absl::StatusOr<Child> shared =
+        StartFilter("filter-shared", shared_port, *state,
+                    {"--cache-entries", "0", "--upstream-ports", "shared"});
+    if (!shared.ok()) return shared.status();
+    up = WaitForAnswer(shared_port, "up.bench.example", 0, *shared, milliseconds(30000));
+    if (!up.ok()) return up.status();
+
     uint16_t dnsmasq_port = FreePort();
     absl::StatusOr<Child> dnsmasq =
         StartDnsmasq("dnsmasq-forward", dnsmasq_port,
                      {absl::StrCat("--server=127.0.0.1#", upstream_port_), "--cache-size=0"});
     if (!dnsmasq.ok()) return dnsmasq.status();
-    return Compare("forwarded queries, caches off, same upstream", nehost_port, dnsmasq_port,
-                   queries);
+    absl::Status compared = Compare(
+        "forwarded queries, caches off, same upstream; each query from a random port (default)",
+        nehost_port, dnsmasq_port, queries);
+    if (!compared.ok()) return compared;
+    return Compare("the same with --upstream-ports shared (one socket per upstream)", shared_port,
+                   dnsmasq_port, queries);
   }
 
   absl::Status Blocked() {

@@ -238,6 +238,7 @@ void DnsServer::Loop::Dispatch(const epoll_event& event) {
       return;
     }
     case EventKind::kUpstreamUdp:
+    case EventKind::kUpstreamQuery:
     case EventKind::kUpstreamTcp:
       forwarder_->OnEvent(tag, event.events, now_);
       return;

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -61,8 +62,8 @@ constexpr char kGrpcSocketName[] = "grpc";
 constexpr char kHelp[] =
     R"(usage: nehost-filter [--listen PATH] [--state-dir DIR] [--admin-group GROUP]
                      [--reader-group GROUP] [--dns-listen ADDR:PORT]... [--upstream ADDR[:PORT]]...
-                     [--resolv-conf PATH] [--upstream-timeout-ms N] [--cache-entries N]
-                     [--dns-threads N] [-v]
+                     [--resolv-conf PATH] [--upstream-timeout-ms N] [--upstream-ports MODE]
+                     [--cache-entries N] [--dns-threads N] [-v]
 
 Serves nehost.filter.v1 (status, domain rules and lists), grpc.health.v1 and server reflection
 over gRPC on a Unix socket, and DNS over UDP and TCP, until SIGTERM, SIGINT, or a drain from
@@ -70,8 +71,9 @@ nehostd.
 
 DNS: it answers names that a rule or list denies itself (NXDOMAIN, or 0.0.0.0 and :: for a
 sinkhole rule), answers repeated questions from a cache that honours TTLs, and forwards the
-rest to the upstreams in order, failing over to the next on a timeout, SERVFAIL or REFUSED,
-and asking again over TCP when an answer is truncated. Without --upstream it forwards to the
+rest to the upstreams in order, each query under a random id from a random port, failing over
+to the next on a timeout, SERVFAIL or REFUSED, and asking again over TCP when an answer is
+truncated. Without --upstream it forwards to the
 nameservers of /etc/resolv.conf (--resolv-conf). When socket-activated it serves the inherited
 sockets whose LISTEN_FDNAMES name starts with "dns" (UDP or TCP, whichever each is) and ignores
 --dns-listen; otherwise it binds UDP and TCP on each --dns-listen address itself. With neither,
@@ -120,6 +122,7 @@ struct Flags {
   uint32_t upstream_timeout_ms = 1500;
   uint32_t cache_entries = 10000;
   uint32_t dns_threads = 1;
+  std::string upstream_ports = "random";
   bool verbose = false;
 };
 
@@ -179,6 +182,9 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
        "how long one upstream may take before the next is tried (default 1500)")  //
       ("cache-entries", po::value(&flags->cache_entries)->value_name("N"),
        "answers cached per DNS thread; 0 disables the cache (default 10000)")  //
+      ("upstream-ports", po::value(&flags->upstream_ports)->value_name("random|shared"),
+       "each forwarded query from a port of its own (default), or all from one socket per "
+       "upstream: faster, but the 16-bit id is then all an off-path attacker must guess")  //
       ("dns-threads", po::value(&flags->dns_threads)->value_name("N"),
        "DNS threads, each an epoll loop over the same sockets (default 1)")      //
       ("verbose,v", po::bool_switch(&flags->verbose), "log routine detail too")  //
@@ -215,6 +221,9 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
     if (!address.ok() || reinterpret_cast<const sockaddr_in*>(&address->address)->sin_port == 0) {
       return UsageError(absl::StrCat("--dns-listen ", listen, ": not ADDRESS:PORT"));
     }
+  }
+  if (flags->upstream_ports != "random" && flags->upstream_ports != "shared") {
+    return UsageError("--upstream-ports must be random or shared");
   }
   if (flags->dns_threads == 0 || flags->dns_threads > 64) {
     return UsageError("--dns-threads must be from 1 to 64");
@@ -411,6 +420,18 @@ std::string AddressList(const std::vector<InetAddress>& addresses) {
   });
 }
 
+// Each query forwarded takes a socket of its own while it waits for its upstream: the soft
+// limit of 1024 descriptors would send some of them through the shared socket under load.
+void RaiseDescriptorLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  rlim_t before = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+    spdlog::debug("raised descriptor limit from={} to={}", before, limit.rlim_cur);
+  }
+}
+
 // The DNS data plane, or nullptr when there is no DNS socket to serve.
 absl::StatusOr<std::unique_ptr<DnsServer>> StartDns(const Flags& flags, const DnsSockets& sockets,
                                                     const RuleStore* store, DnsCounters* counters) {
@@ -420,12 +441,14 @@ absl::StatusOr<std::unique_ptr<DnsServer>> StartDns(const Flags& flags, const Dn
   }
   absl::StatusOr<std::vector<InetAddress>> upstreams = ChooseUpstreams(flags);
   if (!upstreams.ok()) return upstreams.status();
+  RaiseDescriptorLimit();
 
   DnsServer::Options options;
   options.udp_listeners = sockets.udp;
   options.tcp_listeners = sockets.tcp;
   options.forwarding.upstreams = *upstreams;
   options.forwarding.timeout = std::chrono::milliseconds(flags.upstream_timeout_ms);
+  options.forwarding.random_ports = flags.upstream_ports == "random";
   options.cache_entries = flags.cache_entries;
   options.threads = static_cast<int>(flags.dns_threads);
   absl::StatusOr<std::unique_ptr<DnsServer>> server =

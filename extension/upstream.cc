@@ -144,6 +144,8 @@ struct Forwarder::Pending {
   uint32_t previous = kNone;
   uint32_t next = kNone;
 
+  // The query's own UDP socket, from a random port; empty when it went out on the shared one.
+  UniqueFd udp;
   UniqueFd tcp;
   // Writing: the length and the query; reading: the length and the answer so far.
   std::string tcp_buffer;
@@ -222,15 +224,38 @@ bool Forwarder::Forward(const ClientRef& client, const dns::Query& query,
   return true;
 }
 
+int Forwarder::OpenQuerySocket(uint32_t slot) {
+  Pending& pending = slots_[slot];
+  const InetAddress& upstream = options_.upstreams[pending.upstream];
+  pending.serial = (pending.serial + 1) & 0xffffff;
+  pending.udp.Reset(
+      ::socket(upstream.address.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!pending.udp) return -1;
+
+  // connect() binds the socket to a port that Linux picks at random for each UDP socket.
+  epoll_event event{EPOLLIN, {.u64 = EventTag(EventKind::kUpstreamQuery, slot, pending.serial)}};
+  if (::connect(pending.udp.get(), reinterpret_cast<const sockaddr*>(&upstream.address),
+                upstream.length) != 0 ||
+      ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, pending.udp.get(), &event) != 0) {
+    pending.udp.Reset();
+    return -1;
+  }
+  return pending.udp.get();
+}
+
 void Forwarder::SendUdp(uint32_t slot, DnsClock::time_point now) {
   Pending& pending = slots_[slot];
   pending.deadline = now + options_.timeout;
   Append(slot);
 
+  // Out of descriptors, the query goes out on the shared socket: still under a random id.
+  int fd = options_.random_ports ? OpenQuerySocket(slot) : -1;
+  if (fd < 0) fd = sockets_[pending.upstream].get();
+
   // A send that fails (a full socket buffer, an unreachable network) is left to the timeout,
   // which moves the query on to the next upstream.
-  ssize_t sent = ::send(sockets_[pending.upstream].get(), pending.packet.data(),
-                        pending.packet.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  ssize_t sent =
+      ::send(fd, pending.packet.data(), pending.packet.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
   if (sent < 0) {
     spdlog::debug("send to upstream failed upstream={} error=\"{}\"",
                   options_.upstreams[pending.upstream].text, ErrnoText(errno));
@@ -238,11 +263,17 @@ void Forwarder::SendUdp(uint32_t slot, DnsClock::time_point now) {
 }
 
 void Forwarder::OnEvent(uint64_t tag, uint32_t events, DnsClock::time_point now) {
-  if (KindOf(tag) == EventKind::kUpstreamUdp) {
-    ReadUdp(IndexOf(tag), now);
-    return;
+  switch (KindOf(tag)) {
+    case EventKind::kUpstreamUdp:
+      ReadUdp(IndexOf(tag), now);
+      return;
+    case EventKind::kUpstreamQuery:
+      ReadQuerySocket(IndexOf(tag), SerialOf(tag), now);
+      return;
+    default:
+      OnTcpEvent(IndexOf(tag), SerialOf(tag), events, now);
+      return;
   }
-  OnTcpEvent(IndexOf(tag), SerialOf(tag), events, now);
 }
 
 void Forwarder::ReadUdp(uint32_t upstream, DnsClock::time_point now) {
@@ -261,24 +292,53 @@ void Forwarder::ReadUdp(uint32_t upstream, DnsClock::time_point now) {
     if ((messages[i].msg_hdr.msg_flags & MSG_TRUNC) != 0 && answer.size() >= dns::kHeaderSize) {
       // Cut by the buffer: the header is whole, and says which query it answers.
       uint32_t slot = slot_of_id_[dns::ReadU16(answer.data())];
-      if (slot != kNone && slots_[slot].upstream == upstream && !slots_[slot].tcp) {
+      if (slot != kNone && slots_[slot].upstream == upstream && !slots_[slot].tcp &&
+          !slots_[slot].udp) {
         StartTcp(slot, now);
         continue;
       }
     }
-    OnUdpAnswer(upstream, answer, now);
+    OnUdpAnswer(upstream, kNone, answer, now);
   }
 }
 
-void Forwarder::OnUdpAnswer(uint32_t upstream, std::span<uint8_t> answer,
+void Forwarder::ReadQuerySocket(uint32_t slot, uint32_t serial, DnsClock::time_point now) {
+  if (slot >= slots_.size()) return;
+  Pending& pending = slots_[slot];
+  if (!pending.used || !pending.udp || pending.serial != serial) return;
+
+  // One datagram an event: the slot may be free once it is read. MSG_TRUNC gives its real size.
+  ssize_t got = ::recv(pending.udp.get(), receive_buffers_.data(), kUdpAnswerBuffer,
+                       MSG_DONTWAIT | MSG_TRUNC);
+  if (got < 0 && (errno == EAGAIN || errno == EINTR)) return;
+  if (got < 0) {
+    // ECONNREFUSED: the upstream's host says nothing listens there. No need to wait it out.
+    spdlog::debug("upstream unreachable upstream={} error=\"{}\"",
+                  options_.upstreams[pending.upstream].text, ErrnoText(errno));
+    UpstreamFailed(slot, now);
+    return;
+  }
+
+  std::span<uint8_t> answer(receive_buffers_.data(),
+                            std::min(static_cast<size_t>(got), kUdpAnswerBuffer));
+  if (static_cast<size_t>(got) > kUdpAnswerBuffer && dns::ReadU16(answer.data()) == pending.id) {
+    StartTcp(slot, now);
+    return;
+  }
+  OnUdpAnswer(pending.upstream, slot, answer, now);
+}
+
+void Forwarder::OnUdpAnswer(uint32_t upstream, uint32_t via_slot, std::span<uint8_t> answer,
                             DnsClock::time_point now) {
   dns::Response parsed;
   dns::ParseError error = dns::ParseResponse(answer, &parsed);
   uint32_t slot = error == dns::ParseError::kNone ? slot_of_id_[parsed.id] : kNone;
 
+  // The answer must come in where the query went out: its own socket, or the shared one.
   // Late answers from an upstream already given up on land here too.
-  if (slot == kNone || slots_[slot].upstream != upstream || slots_[slot].tcp ||
-      !dns::SameQuestion(slots_[slot].query.question, parsed.question)) {
+  uint32_t expected_via = slot != kNone && slots_[slot].udp ? slot : kNone;
+  if (slot == kNone || via_slot != expected_via || slots_[slot].upstream != upstream ||
+      slots_[slot].tcp || !dns::SameQuestion(slots_[slot].query.question, parsed.question)) {
     counters_->Increment(DnsCounters::kUpstreamBadAnswers);
     spdlog::debug("dropped upstream answer upstream={} size={} error={}",
                   options_.upstreams[upstream].text, answer.size(),
@@ -316,6 +376,7 @@ void Forwarder::Accept(uint32_t slot, std::span<uint8_t> answer, const dns::Resp
 
 void Forwarder::StartTcp(uint32_t slot, DnsClock::time_point now) {
   Pending& pending = slots_[slot];
+  pending.udp.Reset();
   const InetAddress& upstream = options_.upstreams[pending.upstream];
   Unlink(slot);
   pending.deadline = now + options_.timeout;
@@ -419,17 +480,18 @@ void Forwarder::ReadTcp(uint32_t slot, DnsClock::time_point now) {
   Accept(slot, answer, parsed, now);
 }
 
-void Forwarder::CloseTcp(uint32_t slot) {
+void Forwarder::CloseSockets(uint32_t slot) {
+  // Closing a descriptor removes it from the epoll set.
   Pending& pending = slots_[slot];
+  pending.udp.Reset();
   if (!pending.tcp) return;
-  // Closing the descriptor removes it from the epoll set.
   pending.tcp.Reset();
   pending.tcp_buffer.clear();
 }
 
 void Forwarder::TryNext(uint32_t slot, DnsClock::time_point now) {
   Pending& pending = slots_[slot];
-  CloseTcp(slot);
+  CloseSockets(slot);
   Unlink(slot);
   if (pending.tried >= options_.upstreams.size()) {
     spdlog::debug("every upstream failed name={} type={} tried={} waited_ms={}",
@@ -449,17 +511,20 @@ void Forwarder::TryNext(uint32_t slot, DnsClock::time_point now) {
 
 void Forwarder::Expire(DnsClock::time_point now) {
   while (oldest_ != kNone && slots_[oldest_].deadline <= now) {
-    uint32_t slot = oldest_;
-    uint32_t upstream = slots_[slot].upstream;
     counters_->Increment(DnsCounters::kUpstreamTimeouts);
-    if (preferred_ == upstream && options_.upstreams.size() > 1) {
-      preferred_ = (upstream + 1) % options_.upstreams.size();
-      spdlog::warn("upstream timed out upstream={} timeout_ms={}; trying {} first from now",
-                   options_.upstreams[upstream].text, options_.timeout.count(),
-                   options_.upstreams[preferred_].text);
-    }
-    TryNext(slot, now);
+    UpstreamFailed(oldest_, now);
   }
+}
+
+void Forwarder::UpstreamFailed(uint32_t slot, DnsClock::time_point now) {
+  uint32_t upstream = slots_[slot].upstream;
+  if (preferred_ == upstream && options_.upstreams.size() > 1) {
+    preferred_ = (upstream + 1) % options_.upstreams.size();
+    spdlog::warn("upstream failed upstream={} timeout_ms={}; trying {} first from now",
+                 options_.upstreams[upstream].text, options_.timeout.count(),
+                 options_.upstreams[preferred_].text);
+  }
+  TryNext(slot, now);
 }
 
 DnsClock::time_point Forwarder::NextDeadline() const {
@@ -468,7 +533,7 @@ DnsClock::time_point Forwarder::NextDeadline() const {
 
 void Forwarder::Release(uint32_t slot) {
   Pending& pending = slots_[slot];
-  CloseTcp(slot);
+  CloseSockets(slot);
   Unlink(slot);
   slot_of_id_[pending.id] = kNone;
   pending.used = false;

@@ -1,12 +1,12 @@
 // Forwarding to upstream DNS servers: their addresses (flags or /etc/resolv.conf), and the
 // Forwarder that one data-plane thread uses to send queries on and match the answers.
 //
-// The Forwarder sends each query over UDP under a fresh random id (so that an off-path
-// attacker cannot guess it to poison the cache) from a socket connected to the upstream, so
-// only that upstream's packets are read. An answer is taken only if its id is in flight to the
-// upstream it came from and it repeats the question asked; anything else is counted and
-// dropped while the query keeps waiting. A truncated answer is asked again over TCP. When an
-// upstream times out, or answers SERVFAIL or REFUSED, the query goes to the next upstream;
+// The Forwarder sends each query over UDP under a fresh random id, from a socket of its own on
+// a random port (so that an off-path attacker must guess both to poison the cache), connected
+// to the upstream, so only that upstream's packets are read. An answer is taken only if its id is
+// in flight to the upstream it came from and it repeats the question asked; anything else is
+// counted and dropped while the query keeps waiting. A truncated answer is asked again over TCP.
+// When an upstream times out, or answers SERVFAIL or REFUSED, the query goes to the next upstream;
 // when every upstream has failed, the client gets SERVFAIL. An upstream that timed out stops
 // being the first one tried until another fails in turn.
 //
@@ -59,6 +59,7 @@ enum class EventKind : uint8_t {
   kTcpListener,
   kClientConnection,
   kUpstreamUdp,
+  kUpstreamQuery,
   kUpstreamTcp,
 };
 inline uint64_t EventTag(EventKind kind, uint32_t index, uint32_t serial = 0) {
@@ -89,6 +90,10 @@ class Forwarder {
     std::chrono::milliseconds timeout{1500};
     // Queries in flight at once; more are answered SERVFAIL.
     size_t max_in_flight = 8192;
+    // Each query from a socket of its own, on a port Linux picks at random, so that an
+    // off-path attacker must guess the port as well as the id. Off: every query to an
+    // upstream goes out on one socket.
+    bool random_ports = true;
   };
 
   // What becomes of a query. Both calls get the query as the client sent it.
@@ -113,7 +118,7 @@ class Forwarder {
   bool Forward(const ClientRef& client, const dns::Query& query, std::span<const uint8_t> packet,
                DnsClock::time_point now);
 
-  // An epoll event tagged kUpstreamUdp or kUpstreamTcp.
+  // An epoll event tagged kUpstreamUdp, kUpstreamQuery or kUpstreamTcp.
   void OnEvent(uint64_t tag, uint32_t events, DnsClock::time_point now);
 
   // Moves every query whose attempt has timed out to its next upstream, or fails it.
@@ -129,8 +134,14 @@ class Forwarder {
 
   Forwarder(Options options, int epoll_fd, DnsCounters* counters, Sink* sink);
 
+  // The query's own socket, registered in the epoll set; -1 when there is none to be had.
+  int OpenQuerySocket(uint32_t slot);
+  // An answer on an upstream's shared socket, or on one query's own.
   void ReadUdp(uint32_t upstream, DnsClock::time_point now);
-  void OnUdpAnswer(uint32_t upstream, std::span<uint8_t> answer, DnsClock::time_point now);
+  void ReadQuerySocket(uint32_t slot, uint32_t serial, DnsClock::time_point now);
+  // via_slot: the slot whose own socket the answer came in on, or kNone for a shared one.
+  void OnUdpAnswer(uint32_t upstream, uint32_t via_slot, std::span<uint8_t> answer,
+                   DnsClock::time_point now);
   void OnTcpEvent(uint32_t slot, uint32_t serial, uint32_t events, DnsClock::time_point now);
   // An answer to pending slot: delivered, asked again over TCP, or sent to the next upstream.
   void Accept(uint32_t slot, std::span<uint8_t> answer, const dns::Response& parsed,
@@ -140,7 +151,9 @@ class Forwarder {
   void StartTcp(uint32_t slot, DnsClock::time_point now);
   void WriteTcp(uint32_t slot, DnsClock::time_point now);
   void ReadTcp(uint32_t slot, DnsClock::time_point now);
-  void CloseTcp(uint32_t slot);
+  void CloseSockets(uint32_t slot);
+  // The attempt's upstream timed out or is unreachable: it stops being tried first.
+  void UpstreamFailed(uint32_t slot, DnsClock::time_point now);
   // The current attempt failed: the next upstream, or SERVFAIL when none is left.
   void TryNext(uint32_t slot, DnsClock::time_point now);
   void Release(uint32_t slot);

@@ -204,6 +204,68 @@ TEST_F(DnsServerTest, UpstreamIdsAreNotTheClientsAndVary) {
   EXPECT_GE(ids.size(), 18u);  // 20 random 16-bit ids: a repeat or two is possible
 }
 
+TEST_F(DnsServerTest, EachQueryGoesOutFromAPortOfItsOwn) {
+  UniqueFd upstream = BindOrDie(InetProtocol::kUdp);
+  StartServer({upstream.get()});
+
+  std::set<uint16_t> ports;
+  for (int i = 0; i < 10; ++i) Ask(Query(absl::StrCat("n", i, ".example"), 1, 0x1111));
+  for (int i = 0; i < 10; ++i) {
+    std::optional<Asked> asked = ReceiveQuery(upstream.get());
+    ASSERT_TRUE(asked.has_value());
+    ports.insert(asked->port);
+  }
+  EXPECT_GE(ports.size(), 9u);  // ten random ports from Linux's ephemeral range
+}
+
+TEST_F(DnsServerTest, AnswerOnAnotherQuerysPortIsDropped) {
+  UniqueFd upstream = BindOrDie(InetProtocol::kUdp);
+  StartServer({upstream.get()});
+
+  Ask(Query("a.example", 1, 1));
+  std::optional<Asked> a = ReceiveQuery(upstream.get());
+  Ask(Query("b.example", 1, 2));
+  std::optional<Asked> b = ReceiveQuery(upstream.get());
+  ASSERT_TRUE(a.has_value() && b.has_value());
+  ASSERT_NE(a->port, b->port);
+  SendTo(upstream.get(), Answer(b->name, b->id, 60), a->port);
+
+  EXPECT_FALSE(AnswerToClient(200).has_value());
+  EXPECT_EQ(counters_.Get(DnsCounters::kUpstreamBadAnswers), 1u);
+  SendTo(upstream.get(), Answer(b->name, b->id, 60), b->port);
+  std::optional<Bytes> answer = AnswerToClient();
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_EQ(dns::ReadU16(answer->data()), 2);
+}
+
+TEST_F(DnsServerTest, UnreachableUpstreamIsLeftAtOnceWithoutWaitingForTheTimeout) {
+  uint16_t closed_port;
+  {
+    UniqueFd closed = BindOrDie(InetProtocol::kUdp);
+    closed_port = PortOf(closed.get());
+  }  // nothing listens there now: the kernel answers port unreachable
+  UniqueFd live = BindOrDie(InetProtocol::kUdp);
+  DnsServer::Options options;
+  options.udp_listeners = {listener_.get()};
+  for (uint16_t port : {closed_port, PortOf(live.get())}) {
+    options.forwarding.upstreams.push_back(*ParseInetAddress(absl::StrCat("127.0.0.1:", port), 53));
+  }
+  options.forwarding.timeout = std::chrono::seconds(30);
+  absl::StatusOr<std::unique_ptr<DnsServer>> server =
+      DnsServer::Start(std::move(options), store_.get(), &counters_);
+  ASSERT_TRUE(server.ok()) << server.status();
+  server_ = *std::move(server);
+
+  Ask(Query("www.example.com", 1, 3));
+  std::optional<Asked> asked = ReceiveQuery(live.get(), 10000);
+  ASSERT_TRUE(asked.has_value());
+  SendTo(live.get(), Answer("www.example.com", asked->id, 60), asked->port);
+  std::optional<Bytes> answer = AnswerToClient();
+  ASSERT_TRUE(answer.has_value());
+  EXPECT_EQ(RcodeOf(*answer), dns::Rcode::kNoError);
+  EXPECT_EQ(counters_.Get(DnsCounters::kUpstreamTimeouts), 0u);
+}
+
 TEST_F(DnsServerTest, DropsAnswersWithAWrongIdOrQuestionAndGarbageAndKeepsWaiting) {
   UniqueFd upstream = BindOrDie(InetProtocol::kUdp);
   StartServer({upstream.get()});
