@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <utility>
 
@@ -34,10 +35,12 @@ constexpr auto kHousekeeping = std::chrono::milliseconds(100);
 // A connection that sends this much without reading its answers is closed.
 constexpr size_t kMaxConnectionOutput = 1 << 20;
 
+// epoll_wait's timeout: -1, no timeout, when there is no deadline.
 int MillisecondsUntil(DnsClock::time_point deadline, DnsClock::time_point now) {
+  if (deadline == DnsClock::time_point::max()) return -1;
   if (deadline <= now) return 0;
   auto ms = std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count();
-  return static_cast<int>(std::min<int64_t>(ms, 1000));
+  return static_cast<int>(std::min<int64_t>(ms, std::numeric_limits<int>::max()));
 }
 
 }  // namespace
@@ -100,6 +103,10 @@ class DnsServer::Loop final : public Forwarder::Sink {
   void RefreshRules();
   void FlushRuleHits();
   void Housekeeping(DnsClock::time_point now);
+  // Rule hits to add to the counters, or connections to watch for idleness.
+  bool HousekeepingDue() const {
+    return !touched_.empty() || free_connections_.size() < connections_.size();
+  }
   void BeginDrain();
   bool Drained() const;
 
@@ -193,7 +200,9 @@ void DnsServer::Loop::Run() {
   next_housekeeping_ = now_ + kHousekeeping;
 
   for (;;) {
-    DnsClock::time_point wake = std::min(forwarder_->NextDeadline(), next_housekeeping_);
+    // An idle thread sleeps until a packet or a drain comes: housekeeping waits for work.
+    DnsClock::time_point wake = forwarder_->NextDeadline();
+    if (HousekeepingDue()) wake = std::min(wake, next_housekeeping_);
     int ready = ::epoll_wait(epoll_.get(), events.data(), kEvents, MillisecondsUntil(wake, now_));
     now_ = DnsClock::now();
     if (rules_source_->rules_version() != rules_version_) RefreshRules();
@@ -201,7 +210,7 @@ void DnsServer::Loop::Run() {
     for (int i = 0; i < ready; ++i) Dispatch(events[i]);
     forwarder_->Expire(now_);
     FlushUdp();
-    if (now_ >= next_housekeeping_) Housekeeping(now_);
+    if (now_ >= next_housekeeping_ && HousekeepingDue()) Housekeeping(now_);
 
     if (draining_) {
       auto deadline = DnsClock::time_point(DnsClock::duration(drain_deadline_ns_.load()));
