@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <memory>
@@ -38,6 +39,11 @@ namespace nehost::agent {
 namespace {
 
 using filter::v1::Filter;
+using filter::v1::ImportRulesResponse;
+using filter::v1::RemoveListResponse;
+
+// Parts of an imported file, well below the 4 MB message limit.
+constexpr size_t kImportChunkBytes = 1 << 20;
 using supervisor::v1::ReexecResponse;
 using supervisor::v1::Supervisor;
 
@@ -321,6 +327,40 @@ class FilterClient {
     request.set_domain(domain);
     request.set_match(match);
     return Call(&Filter::Stub::RemoveRule, request, Retry::kNo);
+  }
+
+  absl::StatusOr<RemoveListResponse> RemoveList(const std::string& list) {
+    filter::v1::RemoveListRequest request;
+    request.set_name(list);
+    return Call(&Filter::Stub::RemoveList, request, Retry::kNo);
+  }
+
+  // Streams file after header, in chunks well below the message limit. Not retried: an import
+  // replaces a list, so a second attempt is for the user to decide.
+  absl::StatusOr<ImportRulesResponse> ImportRules(const filter::v1::ImportRulesHeader& header,
+                                                  std::istream& file) {
+    const absl::Time deadline = absl::Now() + timeout_;
+    if (absl::Status connected = Connect(deadline); !connected.ok()) return connected;
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(deadline));
+    ImportRulesResponse response;
+    std::unique_ptr<grpc::ClientWriter<filter::v1::ImportRulesRequest>> writer =
+        stub_->ImportRules(&context, &response);
+
+    filter::v1::ImportRulesRequest request;
+    *request.mutable_header() = header;
+    bool open = writer->Write(request);
+    std::string chunk(kImportChunkBytes, '\0');
+    while (open && file.read(chunk.data(), chunk.size()).gcount() > 0) {
+      request.set_chunk(chunk.data(), static_cast<size_t>(file.gcount()));
+      open = writer->Write(request);
+    }
+    if (open) writer->WritesDone();
+
+    CallResult result{writer->Finish(), absl::Now() >= deadline};
+    if (!result.status.ok()) return Explain(result);
+    if (file.bad()) return absl::DataLossError("read the file: an I/O error cut it short");
+    return response;
   }
 
  private:
@@ -716,6 +756,31 @@ ExitCode RemoveRule(const GlobalOptions& options, const std::string& name,
       [&](const RemoveRuleResponse& removed) {
         return FormatRemovedRules(name, domain, removed, options.format);
       });
+}
+
+ExitCode RemoveList(const GlobalOptions& options, const std::string& name,
+                    const std::string& list) {
+  return CallService(
+      options, "rules remove-list", name,
+      [&](FilterClient& service) { return service.RemoveList(list); },
+      [&](const RemoveListResponse& removed) {
+        return FormatRemovedList(name, list, removed, options.format);
+      });
+}
+
+ExitCode ImportRules(const GlobalOptions& options, const std::string& name,
+                     const filter::v1::ImportRulesHeader& header, const std::string& path) {
+  const std::string what = absl::StrCat("rules import ", name);
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return Fail(what, ErrnoStatus(errno, "open", path), Server::kService);
+  absl::StatusOr<FilterClient> service = DialService(options, name);
+  if (!service.ok()) return Fail(what, service.status(), Server::kSupervisor);
+
+  absl::StatusOr<ImportRulesResponse> imported = service->ImportRules(header, file);
+  if (!imported.ok()) return Fail(what, imported.status(), Server::kService);
+  std::cout << FormatImport(name, path, *imported, options.format);
+  if (options.format != OutputFormat::kJson) std::cerr << FormatImportErrors(path, *imported);
+  return imported->committed() ? ExitCode::kOk : ExitCode::kFailure;
 }
 
 ExitCode Watch(const GlobalOptions& options, const std::string& name) {

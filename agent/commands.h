@@ -74,6 +74,12 @@ ExitCode AddRule(const GlobalOptions& options, const std::string& name, const Ru
 // MATCH_UNSPECIFIED removes every rule of the domain.
 ExitCode RemoveRule(const GlobalOptions& options, const std::string& name,
                     const std::string& domain, Rule::Match match);
+// Imports the hosts file or domain list at path as the list header names. Exit 0 when the
+// list is in force (invalid lines skipped are reported on stderr), 1 when nothing was
+// imported: all-or-nothing with an invalid line, or no valid name at all.
+ExitCode ImportRules(const GlobalOptions& options, const std::string& name,
+                     const filter::v1::ImportRulesHeader& header, const std::string& path);
+ExitCode RemoveList(const GlobalOptions& options, const std::string& name, const std::string& list);
 
 // Replaces the current generation of name by one of to_version (empty: the version nehostd
 // picks), showing each step as nehostd reports it. The whole upgrade is bounded by the

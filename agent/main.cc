@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <boost/program_options.hpp>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <optional>
@@ -16,6 +17,7 @@
 
 #include "absl/algorithm/container.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -100,7 +102,42 @@ ExitCode RunRulesAdd(const GlobalOptions& options, const Arguments& arguments) {
   rule.set_domain(arguments.values[1]);
   rule.set_action(arguments.Has("--allow") ? Rule::ALLOW : Rule::DENY);
   rule.set_match(arguments.Has("--suffix") ? Rule::SUFFIX : Rule::EXACT);
+  if (arguments.Has("--sinkhole")) rule.set_response(Rule::SINKHOLE);
   return AddRule(options, arguments.values[0], rule);
+}
+
+// "Pi-hole Hosts.TXT" -> "pi-hole-hosts": a list name from a file name.
+std::string ListNameFromPath(const std::string& path) {
+  std::string stem = std::filesystem::path(path).stem().string();
+  std::string name;
+  for (char c : absl::AsciiStrToLower(stem)) {
+    bool allowed = absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-';
+    name.push_back(allowed ? c : '-');
+  }
+  while (!name.empty() && name.front() == '.') name.erase(0, 1);
+  return name.substr(0, 64);
+}
+
+ExitCode RunRulesImport(const GlobalOptions& options, const Arguments& arguments) {
+  const std::string& path = arguments.values[1];
+  filter::v1::ImportRulesHeader header;
+  header.set_name(arguments.Has("--list") ? arguments.Value("--list") : ListNameFromPath(path));
+
+  const std::string format = arguments.Value("--format");
+  if (format == "hosts") {
+    header.set_format(filter::v1::IMPORT_FORMAT_HOSTS);
+  } else if (format == "domains") {
+    header.set_format(filter::v1::IMPORT_FORMAT_DOMAINS);
+  } else if (!format.empty() && format != "auto") {
+    return UsageError(
+        absl::StrCat("rules import: --format ", format, " is not one of hosts, domains, auto"),
+        "rules import");
+  }
+  header.set_all_or_nothing(arguments.Has("--all-or-nothing"));
+  header.set_action(arguments.Has("--allow") ? Rule::ALLOW : Rule::DENY);
+  if (arguments.Has("--sinkhole")) header.set_response(Rule::SINKHOLE);
+  header.set_suffix(arguments.Has("--suffix"));
+  return ImportRules(options, arguments.values[0], header, path);
 }
 
 ExitCode RunRulesRemove(const GlobalOptions& options, const Arguments& arguments) {
@@ -158,17 +195,43 @@ const std::vector<Command>& Commands() {
       {.name = "rules list",
        .arguments = {"NAME"},
        .summary = "list the domain rules of a filter service",
-       .details = "Lists the domain rules of the filter service NAME.",
+       .details = "Lists the domain rules and imported lists of the filter service NAME.",
        .run = [](O o, A a) { return ListRules(o, a.values[0]); }},
       {.name = "rules add",
        .arguments = {"NAME", "DOMAIN"},
-       .flags = {"--allow", "--suffix"},
+       .flags = {"--allow|--sinkhole", "--suffix"},
        .summary = "add a domain rule",
        .details = "Adds a rule for DOMAIN to the filter service NAME. By default the rule\n"
-                  "denies DOMAIN itself.\n\n"
-                  "  --allow   allow DOMAIN instead of denying it\n"
-                  "  --suffix  match DOMAIN and every name below it",
+                  "denies DOMAIN itself: its DNS queries get NXDOMAIN. Allow rules override\n"
+                  "deny rules and lists.\n\n"
+                  "  --allow     allow DOMAIN instead of denying it\n"
+                  "  --sinkhole  answer 0.0.0.0 and :: instead of NXDOMAIN\n"
+                  "  --suffix    match DOMAIN and every name below it",
        .run = RunRulesAdd},
+      {.name = "rules import",
+       .arguments = {"NAME", "FILE"},
+       .flags = {"--list LIST", "--format FORMAT", "--all-or-nothing", "--allow|--sinkhole",
+                 "--suffix"},
+       .summary = "import a hosts file or domain list as a list of rules",
+       .details = "Imports FILE into the filter service NAME as one list, replacing a list of\n"
+                  "the same name. Each invalid line is reported on stderr as FILE:LINE: cause;\n"
+                  "the valid lines are imported unless --all-or-nothing is given.\n\n"
+                  "  --list LIST       the list's name (default: FILE's name without extension)\n"
+                  "  --format FORMAT   hosts (\"0.0.0.0 name ...\"), domains (one name a line,\n"
+                  "                    or ||name^ for the name and every name below it), or\n"
+                  "                    auto (default: each line as it looks)\n"
+                  "  --all-or-nothing  import nothing when a line is invalid\n"
+                  "  --allow           allow the names instead of denying them\n"
+                  "  --sinkhole        answer 0.0.0.0 and :: instead of NXDOMAIN\n"
+                  "  --suffix          every name also matches the names below it\n\n"
+                  "Exit status: 0 the list is in force; 1 nothing was imported (an invalid line\n"
+                  "with --all-or-nothing, or no valid name), or another failure.",
+       .run = RunRulesImport},
+      {.name = "rules remove-list",
+       .arguments = {"NAME", "LIST"},
+       .summary = "remove an imported list",
+       .details = "Removes the list LIST from the filter service NAME.",
+       .run = [](O o, A a) { return RemoveList(o, a.values[0], a.values[1]); }},
       {.name = "rules remove",
        .arguments = {"NAME", "DOMAIN"},
        .flags = {"--suffix|--exact"},
@@ -265,10 +328,20 @@ CommandList ListOf(const std::vector<const Command*>& commands) {
   return list;
 }
 
+// Synopses longer than this get their summary on a line of its own, so that one long
+// command does not push every summary off the screen.
+constexpr size_t kSynopsisColumn = 56;
+
 void PrintCommandList(const CommandList& list) {
   size_t width = 0;
-  for (const auto& [synopsis, summary] : list) width = std::max(width, synopsis.size());
   for (const auto& [synopsis, summary] : list) {
+    if (synopsis.size() <= kSynopsisColumn) width = std::max(width, synopsis.size());
+  }
+  for (const auto& [synopsis, summary] : list) {
+    if (synopsis.size() > width) {
+      std::cout << "  " << synopsis << "\n  " << std::string(width + 2, ' ') << summary << "\n";
+      continue;
+    }
     std::cout << "  " << synopsis << std::string(width - synopsis.size() + 2, ' ') << summary
               << "\n";
   }
@@ -440,7 +513,9 @@ absl::StatusOr<const Command*> ResolveCommand(const std::vector<std::string>& po
   const size_t length = NameLength(positional);
   const std::string name = absl::StrJoin(positional.begin(), positional.begin() + length, " ");
   if (const Command* command = FindCommand(name)) return command;
-  if (name == "rules") return absl::InvalidArgumentError("rules: missing list, add or remove");
+  if (name == "rules") {
+    return absl::InvalidArgumentError("rules: missing list, add, remove, import or remove-list");
+  }
   return absl::InvalidArgumentError(absl::StrCat("unknown command '", name, "'"));
 }
 

@@ -175,9 +175,15 @@ absl::Time ToTime(const Timestamp& at) {
 
 std::string PidText(int32_t pid) { return pid == 0 ? "-" : absl::StrCat(pid); }
 
+std::string ResponseName(Rule::Response response) {
+  if (response == Rule::RESPONSE_UNSPECIFIED) return "";
+  return absl::AsciiStrToLower(Rule::Response_Name(response));
+}
+
 std::string RuleText(const Rule& rule) {
+  std::string response = ResponseName(rule.response());
   return absl::StrCat(ActionName(rule.action()), " ", rule.domain(), " (", MatchName(rule.match()),
-                      ")");
+                      response.empty() ? "" : ", " + response, ")");
 }
 
 // "crashed: killed by signal 9 (Killed)"
@@ -248,6 +254,27 @@ Struct RuleObject(const Rule& rule) {
   Set(object, "domain", Text(rule.domain()));
   Set(object, "action", Text(ActionName(rule.action())));
   Set(object, "match", Text(MatchName(rule.match())));
+  if (rule.response() != Rule::RESPONSE_UNSPECIFIED) {
+    Set(object, "response", Text(ResponseName(rule.response())));
+  }
+  return object;
+}
+
+Struct ListObject(const RuleList& list) {
+  Struct object;
+  Set(object, "name", Text(list.name()));
+  Set(object, "action", Text(ActionName(list.action())));
+  if (list.response() != Rule::RESPONSE_UNSPECIFIED) {
+    Set(object, "response", Text(ResponseName(list.response())));
+  }
+  Set(object, "count", Number(static_cast<double>(list.count())));
+  return object;
+}
+
+Struct LineErrorObject(const ImportLineError& error) {
+  Struct object;
+  Set(object, "line", Number(static_cast<double>(error.line())));
+  Set(object, "message", Text(error.message()));
   return object;
 }
 
@@ -412,14 +439,72 @@ std::string FormatRules(const std::string& name, const ListRulesResponse& rules,
     Struct object;
     Set(object, "service", Text(name));
     Set(object, "rules", ListOf(rules.rules(), RuleObject));
+    Set(object, "lists", ListOf(rules.lists(), ListObject));
     return JsonLine(object);
   }
 
-  Rows rows = {{"DOMAIN", "ACTION", "MATCH"}};
+  Rows rows = {{"DOMAIN", "ACTION", "MATCH", "RESPONSE"}};
   for (const Rule& rule : rules.rules()) {
-    rows.push_back({rule.domain(), ActionName(rule.action()), MatchName(rule.match())});
+    rows.push_back({rule.domain(), ActionName(rule.action()), MatchName(rule.match()),
+                    ResponseName(rule.response())});
+  }
+  for (const RuleList& list : rules.lists()) {
+    rows.push_back({absl::StrCat("list ", list.name(), " (", list.count(), " names)"),
+                    ActionName(list.action()), "list", ResponseName(list.response())});
   }
   return Columns(rows);
+}
+
+std::string FormatImport(const std::string& name, const std::string& path,
+                         const ImportRulesResponse& imported, OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    Struct object;
+    Set(object, "service", Text(name));
+    Set(object, "file", Text(path));
+    Set(object, "committed", Boolean(imported.committed()));
+    Set(object, "replaced", Boolean(imported.replaced()));
+    Set(object, "list", Object(ListObject(imported.list())));
+    Set(object, "skipped_lines", Number(static_cast<double>(imported.skipped_lines())));
+    Set(object, "invalid_lines", Number(static_cast<double>(imported.invalid_lines())));
+    Set(object, "errors", ListOf(imported.errors(), LineErrorObject));
+    return JsonLine(object);
+  }
+
+  const RuleList& list = imported.list();
+  if (!imported.committed()) {
+    const char* why = list.count() == 0 ? "no valid name in it"
+                                        : "it has invalid lines and --all-or-nothing was given";
+    return absl::StrCat("list ", list.name(), " not imported: ", why, "\n");
+  }
+  return absl::StrCat(imported.replaced() ? "replaced" : "imported", " list ", list.name(), ": ",
+                      list.count(), " names, ", ActionName(list.action()),
+                      list.response() == Rule::RESPONSE_UNSPECIFIED
+                          ? ""
+                          : absl::StrCat(" with ", ResponseName(list.response())),
+                      "; ", imported.invalid_lines(), " invalid lines, ", imported.skipped_lines(),
+                      " skipped\n");
+}
+
+std::string FormatImportErrors(const std::string& path, const ImportRulesResponse& imported) {
+  std::string text;
+  for (const ImportLineError& error : imported.errors()) {
+    absl::StrAppend(&text, path, ":", error.line(), ": ", OneLine(error.message()), "\n");
+  }
+  uint64_t unreported = imported.invalid_lines() - static_cast<uint64_t>(imported.errors_size());
+  if (unreported > 0) absl::StrAppend(&text, path, ": ", unreported, " more invalid lines\n");
+  return text;
+}
+
+std::string FormatRemovedList(const std::string& name, const std::string& list,
+                              const RemoveListResponse& removed, OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    Struct object;
+    Set(object, "service", Text(name));
+    Set(object, "list", Text(list));
+    Set(object, "removed", Boolean(removed.removed()));
+    return JsonLine(object);
+  }
+  return absl::StrCat(removed.removed() ? "removed list " : "no list named ", list, "\n");
 }
 
 std::string FormatAddedRule(const std::string& name, const AddRuleResponse& added,

@@ -51,9 +51,13 @@
 namespace nehost::agent {
 
 using filter::v1::AddRuleResponse;
+using filter::v1::ImportLineError;
+using filter::v1::ImportRulesResponse;
 using filter::v1::ListRulesResponse;
+using filter::v1::RemoveListResponse;
 using filter::v1::RemoveRuleResponse;
 using filter::v1::Rule;
+using filter::v1::RuleList;
 using filter::v1::StatusResponse;
 using supervisor::v1::DoctorResponse;
 using supervisor::v1::Event;
@@ -80,6 +84,13 @@ std::string FormatRules(const std::string& name, const ListRulesResponse& rules,
                         OutputFormat format);
 std::string FormatAddedRule(const std::string& name, const AddRuleResponse& added,
                             OutputFormat format);
+// The outcome of an import; in table form one line, with the invalid lines left to
+// FormatImportErrors ("FILE:LINE: message" each, for stderr).
+std::string FormatImport(const std::string& name, const std::string& path,
+                         const ImportRulesResponse& imported, OutputFormat format);
+std::string FormatImportErrors(const std::string& path, const ImportRulesResponse& imported);
+std::string FormatRemovedList(const std::string& name, const std::string& list,
+                              const RemoveListResponse& removed, OutputFormat format);
 std::string FormatRemovedRules(const std::string& name, const std::string& domain,
                                const RemoveRuleResponse& removed, OutputFormat format);
 

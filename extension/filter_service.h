@@ -1,10 +1,11 @@
-// FilterService answers nehost.filter.v1.Filter: the extension's status and its rule list.
+// FilterService answers nehost.filter.v1.Filter: the extension's status, its rules and the
+// lists imported into them.
 //
 // It owns neither the RuleStore, the MethodCounters nor the Authorizer, which must outlive it;
 // every call it serves is counted there, by method. Status and ListRules need read access,
-// AddRule and RemoveRule admin access. Handlers run on gRPC's threads and may run at once; they
-// share nothing but the store and the counters, which are thread safe. AddRule and RemoveRule
-// block until the rule file is on disk.
+// AddRule, RemoveRule, ImportRules and RemoveList admin access. Handlers run on gRPC's threads and
+// may run at once; they share nothing but the store and the counters, which are thread safe.
+// Changes block until the rule file is on disk.
 #pragma once
 
 #include <chrono>
@@ -12,6 +13,7 @@
 #include <string>
 
 #include "common/access_policy.h"
+#include "extension/dns_counters.h"
 #include "extension/method_counters.h"
 #include "extension/rule_store.h"
 #include "nehost/filter/v1/filter.grpc.pb.h"
@@ -29,8 +31,9 @@ struct InstanceInfo {
 
 class FilterService final : public v1::Filter::Service {
  public:
-  FilterService(RuleStore* store, MethodCounters* counters, const Authorizer* authorizer,
-                InstanceInfo instance);
+  // dns_counters may be null: no DNS data plane.
+  FilterService(RuleStore* store, MethodCounters* counters, const DnsCounters* dns_counters,
+                const Authorizer* authorizer, InstanceInfo instance);
 
   grpc::Status Status(grpc::ServerContext* context, const v1::StatusRequest* request,
                       v1::StatusResponse* response) override;
@@ -40,12 +43,18 @@ class FilterService final : public v1::Filter::Service {
                        v1::AddRuleResponse* response) override;
   grpc::Status RemoveRule(grpc::ServerContext* context, const v1::RemoveRuleRequest* request,
                           v1::RemoveRuleResponse* response) override;
+  grpc::Status ImportRules(grpc::ServerContext* context,
+                           grpc::ServerReader<v1::ImportRulesRequest>* reader,
+                           v1::ImportRulesResponse* response) override;
+  grpc::Status RemoveList(grpc::ServerContext* context, const v1::RemoveListRequest* request,
+                          v1::RemoveListResponse* response) override;
 
  private:
   grpc::Status Allow(const grpc::ServerContext& context, Access access, const char* call) const;
 
   RuleStore* const store_;
   MethodCounters* const counters_;
+  const DnsCounters* const dns_counters_;
   const Authorizer* const authorizer_;
   const InstanceInfo instance_;
 };

@@ -44,11 +44,13 @@ Generation::Generation(RuleStore* store, Options options)
     : store_(store),
       options_(std::move(options)),
       authorizer_(options_.access, &connections_),
-      service_(store, &counters_, &authorizer_, options_.instance) {}
+      service_(store, &counters_, options_.dns_counters, &authorizer_, options_.instance) {}
 
 void Generation::Stop(absl::Duration grace) {
   stopping_ = true;
   absl::MutexLock lock(&stop_mu_);
+  // The data plane first: it only stops reading, and answers what it has read meanwhile.
+  if (options_.drain_data_plane) options_.drain_data_plane(grace);
   server_->Stop(grace);
 }
 

@@ -21,6 +21,7 @@
 #include "common/grpc_server.h"
 #include "common/listen_fds.h"
 #include "extension/control_server.h"
+#include "extension/dns_counters.h"
 #include "extension/filter_service.h"
 #include "extension/method_counters.h"
 #include "extension/rule_store.h"
@@ -39,6 +40,10 @@ class Generation final : public ControlHandler {
     std::function<void()> on_drained;
     // Who may call what on the service socket.
     AccessPolicy access = AccessPolicy::RootOnly();
+    // The DNS data plane's counters, reported by Status; may be null.
+    const DnsCounters* dns_counters = nullptr;
+    // Stops the DNS data plane, answering what it has read, within the grace; may be empty.
+    std::function<void(absl::Duration grace)> drain_data_plane;
   };
 
   // Starts serving on options.serving_fd.

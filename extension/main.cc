@@ -1,10 +1,12 @@
 // nehost-filter: the extension nehost ships. It serves nehost.filter.v1 on a Unix socket that
 // it inherits (nehostd, systemd socket activation) or binds itself, and runs until SIGTERM,
 // SIGINT, or a drain on its control channel to nehostd.
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -36,9 +38,12 @@
 #include "common/unix_socket.h"
 #include "common/version.h"
 #include "extension/control_server.h"
+#include "extension/dns_counters.h"
+#include "extension/dns_server.h"
 #include "extension/generation.h"
 #include "extension/notify.h"
 #include "extension/rule_store.h"
+#include "extension/upstream.h"
 #include "spdlog/spdlog.h"
 
 namespace nehost::filter {
@@ -54,11 +59,25 @@ constexpr absl::Duration kShutdownGrace = absl::Seconds(5);
 
 constexpr char kGrpcSocketName[] = "grpc";
 
-constexpr char kHelp[] = R"(usage: nehost-filter [--listen PATH] [--state-dir DIR] [--admin-group GROUP]
-                     [--reader-group GROUP] [-v]
+constexpr char kHelp[] =
+    R"(usage: nehost-filter [--listen PATH] [--state-dir DIR] [--admin-group GROUP]
+                     [--reader-group GROUP] [--dns-listen ADDR:PORT]... [--upstream ADDR[:PORT]]...
+                     [--resolv-conf PATH] [--upstream-timeout-ms N] [--upstream-ports MODE]
+                     [--cache-entries N] [--dns-threads N] [-v]
 
-Serves nehost.filter.v1 (status and domain rules), grpc.health.v1 and server reflection
-over gRPC on a Unix socket, until SIGTERM, SIGINT, or a drain from nehostd.
+Serves nehost.filter.v1 (status, domain rules and lists), grpc.health.v1 and server reflection
+over gRPC on a Unix socket, and DNS over UDP and TCP, until SIGTERM, SIGINT, or a drain from
+nehostd.
+
+DNS: it answers names that a rule or list denies itself (NXDOMAIN, or 0.0.0.0 and :: for a
+sinkhole rule), answers repeated questions from a cache that honours TTLs, and forwards the
+rest to the upstreams in order, each query under a random id from a random port, failing over
+to the next on a timeout, SERVFAIL or REFUSED, and asking again over TCP when an answer is
+truncated. Without --upstream it forwards to the
+nameservers of /etc/resolv.conf (--resolv-conf). When socket-activated it serves the inherited
+sockets whose LISTEN_FDNAMES name starts with "dns" (UDP or TCP, whichever each is) and ignores
+--dns-listen; otherwise it binds UDP and TCP on each --dns-listen address itself. With neither,
+it serves no DNS.
 
 Socket: when LISTEN_PID is this process's pid and LISTEN_FDS is set, as nehostd and systemd
 socket activation set them, it serves the inherited socket that LISTEN_FDNAMES names "grpc",
@@ -77,8 +96,13 @@ also change rules, members of the reader group may read status and rules; anyone
 PERMISSION_DENIED. nehostd passes its own groups in NEHOST_ADMIN_GROUP and
 NEHOST_READER_GROUP. A socket it binds itself gets the reader group (else the admin group).
 
-State: the rules live in DIR/rules.json; DIR must exist. Status reports NEHOST_GENERATION
+State: the rules live in DIR/rules.json and the names of imported lists in DIR/lists/; DIR
+must exist. A rules.json of schema 1 is migrated to schema 2 at start. Status reports NEHOST_GENERATION
 and NEHOST_SERVICE, which nehostd sets, and the calls served since the service first started.
+
+Counters: Status reports the DNS counters as "dns." entries: queries, blocked, forwarded,
+cached, failed, dropped_malformed, upstream_bad_answers, upstream_timeouts, tcp_retries,
+truncated_to_client, not_implemented, hits.RULE, and upstream_latency_us.le_BOUND.
 
 Tests: NEHOST_FAILPOINTS arms filter.start, filter.before_ready and
 filter.drain.before_reply. A build whose version ends in "-bad" exits 1 at start.
@@ -92,8 +116,17 @@ struct Flags {
   std::string state_dir;
   std::string admin_group;
   std::string reader_group;
+  std::vector<std::string> dns_listen;
+  std::vector<std::string> upstreams;
+  std::string resolv_conf = "/etc/resolv.conf";
+  uint32_t upstream_timeout_ms = 1500;
+  uint32_t cache_entries = 10000;
+  uint32_t dns_threads = 1;
+  std::string upstream_ports = "random";
   bool verbose = false;
 };
+
+constexpr char kDnsSocketPrefix[] = "dns";
 
 // The socket that nehost-filter accepts on.
 struct Listener {
@@ -134,11 +167,26 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
       ("listen", po::value(&flags->listen_path)->value_name("PATH"),
        "bind this Unix socket when not socket-activated")  //
       ("state-dir", po::value(&flags->state_dir)->value_name("DIR"),
-       "folder of rules.json (default: $STATE_DIRECTORY)")                       //
+       "folder of rules.json (default: $STATE_DIRECTORY)")  //
       ("admin-group", po::value(&flags->admin_group)->value_name("GROUP"),
        "group that may change rules (default: $NEHOST_ADMIN_GROUP)")  //
       ("reader-group", po::value(&flags->reader_group)->value_name("GROUP"),
        "group that may read status and rules (default: $NEHOST_READER_GROUP)")  //
+      ("dns-listen", po::value(&flags->dns_listen)->value_name("ADDR:PORT"),
+       "serve DNS on UDP and TCP here when not socket-activated; repeatable")  //
+      ("upstream", po::value(&flags->upstreams)->value_name("ADDR[:PORT]"),
+       "forward to this DNS server, in order of preference; repeatable")  //
+      ("resolv-conf", po::value(&flags->resolv_conf)->value_name("PATH"),
+       "where the upstreams are when --upstream is not given (default /etc/resolv.conf)")  //
+      ("upstream-timeout-ms", po::value(&flags->upstream_timeout_ms)->value_name("N"),
+       "how long one upstream may take before the next is tried (default 1500)")  //
+      ("cache-entries", po::value(&flags->cache_entries)->value_name("N"),
+       "answers cached per DNS thread; 0 disables the cache (default 10000)")  //
+      ("upstream-ports", po::value(&flags->upstream_ports)->value_name("random|shared"),
+       "each forwarded query from a port of its own (default), or all from one socket per "
+       "upstream: faster, but the 16-bit id is then all an off-path attacker must guess")  //
+      ("dns-threads", po::value(&flags->dns_threads)->value_name("N"),
+       "DNS threads, each an epoll loop over the same sockets (default 1)")      //
       ("verbose,v", po::bool_switch(&flags->verbose), "log routine detail too")  //
       ("help", "print this help and exit")                                       //
       ("version", "print the version and exit");
@@ -161,6 +209,24 @@ std::optional<int> ParseFlags(int argc, char** argv, Flags* flags) {
   if (values.count("version") != 0) {
     std::cout << "nehost-filter " << kVersion << "\n";
     return 0;
+  }
+  if (flags->upstream_timeout_ms == 0) return UsageError("--upstream-timeout-ms must be above 0");
+  for (const std::string& upstream : flags->upstreams) {
+    absl::StatusOr<InetAddress> address = ParseInetAddress(upstream, 53);
+    if (!address.ok()) return UsageError(absl::StrCat("--upstream: ", address.status().message()));
+  }
+  for (const std::string& listen : flags->dns_listen) {
+    // Without a port, the parser leaves it 0.
+    absl::StatusOr<InetAddress> address = ParseInetAddress(listen, 0);
+    if (!address.ok() || reinterpret_cast<const sockaddr_in*>(&address->address)->sin_port == 0) {
+      return UsageError(absl::StrCat("--dns-listen ", listen, ": not ADDRESS:PORT"));
+    }
+  }
+  if (flags->upstream_ports != "random" && flags->upstream_ports != "shared") {
+    return UsageError("--upstream-ports must be random or shared");
+  }
+  if (flags->dns_threads == 0 || flags->dns_threads > 64) {
+    return UsageError("--dns-threads must be from 1 to 64");
   }
   return ResolveStateDir(flags);
 }
@@ -287,6 +353,113 @@ absl::StatusOr<std::unique_ptr<ControlServer>> StartControlServer(Generation* ge
   return ControlServer::Listen(path, generation);
 }
 
+// The DNS sockets: inherited ones named "dns...", or bound on each --dns-listen address.
+struct DnsSockets {
+  std::vector<int> udp;
+  std::vector<int> tcp;
+  // Those nehost-filter bound itself.
+  std::vector<UniqueFd> owned;
+};
+
+absl::StatusOr<DnsSockets> ChooseDnsSockets(const Flags& flags,
+                                            const std::vector<InheritedSocket>& inherited) {
+  DnsSockets sockets;
+  if (!inherited.empty()) {
+    if (!flags.dns_listen.empty()) spdlog::info("ignoring --dns-listen: socket-activated");
+    for (const InheritedSocket& socket : inherited) {
+      if (!absl::StartsWith(socket.name, kDnsSocketPrefix)) continue;
+      int type = 0;
+      socklen_t length = sizeof type;
+      if (::getsockopt(socket.fd, SOL_SOCKET, SO_TYPE, &type, &length) != 0) {
+        return ErrnoStatus(errno, "read the type of inherited socket", socket.name);
+      }
+      (type == SOCK_DGRAM ? sockets.udp : sockets.tcp).push_back(socket.fd);
+    }
+    return sockets;
+  }
+
+  for (const std::string& address : flags.dns_listen) {
+    absl::StatusOr<UniqueFd> udp = BindInet(address, InetProtocol::kUdp);
+    if (!udp.ok()) return udp.status();
+    absl::StatusOr<UniqueFd> tcp = BindInet(address, InetProtocol::kTcp);
+    if (!tcp.ok()) return tcp.status();
+    sockets.udp.push_back(udp->get());
+    sockets.tcp.push_back(tcp->get());
+    sockets.owned.push_back(*std::move(udp));
+    sockets.owned.push_back(*std::move(tcp));
+  }
+  return sockets;
+}
+
+absl::StatusOr<std::vector<InetAddress>> ChooseUpstreams(const Flags& flags) {
+  std::vector<InetAddress> upstreams;
+  for (const std::string& text : flags.upstreams) {
+    absl::StatusOr<InetAddress> upstream = ParseInetAddress(text, 53);
+    if (!upstream.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--upstream: ", upstream.status().message()));
+    }
+    upstreams.push_back(*std::move(upstream));
+  }
+  if (!upstreams.empty()) return upstreams;
+
+  absl::StatusOr<std::vector<InetAddress>> from_file = UpstreamsFromResolvConf(flags.resolv_conf);
+  if (!from_file.ok()) {
+    return absl::Status(from_file.status().code(),
+                        absl::StrCat("read upstreams: ", from_file.status().message()));
+  }
+  if (from_file->empty()) {
+    spdlog::warn("no nameserver in path={}; every forwarded query will get SERVFAIL",
+                 flags.resolv_conf);
+  }
+  return from_file;
+}
+
+std::string AddressList(const std::vector<InetAddress>& addresses) {
+  return absl::StrJoin(addresses, ",", [](std::string* out, const InetAddress& address) {
+    out->append(address.text);
+  });
+}
+
+// Each query forwarded takes a socket of its own while it waits for its upstream: the soft
+// limit of 1024 descriptors would send some of them through the shared socket under load.
+void RaiseDescriptorLimit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  rlim_t before = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+    spdlog::debug("raised descriptor limit from={} to={}", before, limit.rlim_cur);
+  }
+}
+
+// The DNS data plane, or nullptr when there is no DNS socket to serve.
+absl::StatusOr<std::unique_ptr<DnsServer>> StartDns(const Flags& flags, const DnsSockets& sockets,
+                                                    const RuleStore* store, DnsCounters* counters) {
+  if (sockets.udp.empty() && sockets.tcp.empty()) {
+    spdlog::info("serving no dns: no dns socket inherited and no --dns-listen");
+    return nullptr;
+  }
+  absl::StatusOr<std::vector<InetAddress>> upstreams = ChooseUpstreams(flags);
+  if (!upstreams.ok()) return upstreams.status();
+  RaiseDescriptorLimit();
+
+  DnsServer::Options options;
+  options.udp_listeners = sockets.udp;
+  options.tcp_listeners = sockets.tcp;
+  options.forwarding.upstreams = *upstreams;
+  options.forwarding.timeout = std::chrono::milliseconds(flags.upstream_timeout_ms);
+  options.forwarding.random_ports = flags.upstream_ports == "random";
+  options.cache_entries = flags.cache_entries;
+  options.threads = static_cast<int>(flags.dns_threads);
+  absl::StatusOr<std::unique_ptr<DnsServer>> server =
+      DnsServer::Start(std::move(options), store, counters);
+  if (!server.ok()) return server.status();
+
+  spdlog::info("serving dns udp_sockets={} tcp_sockets={} upstreams={} threads={}",
+               sockets.udp.size(), sockets.tcp.size(), AddressList(*upstreams), flags.dns_threads);
+  return server;
+}
+
 // Once the server has stopped serving, nothing is left that the process must finish: its
 // connections are closed, its rules are on disk, its counters handed over. gRPC's orderly
 // teardown of its thread pools takes tens of milliseconds, during which an upgrade waits
@@ -316,15 +489,33 @@ int StopAfterSignal(int signal, std::unique_ptr<ControlServer> control, Generati
   ExitNow(0);
 }
 
-int Serve(const Listener& listener, const std::vector<InheritedSocket>& inherited, RuleStore* store,
-          InstanceInfo instance, AccessPolicy access, const sigset_t& stop_signals) {
+int Serve(const Flags& flags, const Listener& listener,
+          const std::vector<InheritedSocket>& inherited, RuleStore* store, InstanceInfo instance,
+          AccessPolicy access, const sigset_t& stop_signals) {
   absl::StatusOr<StopWaiter> waiter = StopWaiter::Create(stop_signals);
   if (!waiter.ok()) return RuntimeFailure(waiter.status());
 
+  absl::StatusOr<DnsSockets> dns_sockets = ChooseDnsSockets(flags, inherited);
+  if (!dns_sockets.ok()) return RuntimeFailure(dns_sockets.status());
+  DnsCounters dns_counters;
+  absl::StatusOr<std::unique_ptr<DnsServer>> dns =
+      StartDns(flags, *dns_sockets, store, &dns_counters);
+  if (!dns.ok()) return RuntimeFailure(dns.status());
+
   uint64_t number = instance.generation;
-  absl::StatusOr<std::unique_ptr<Generation>> generation = Generation::Start(
-      store, {std::move(instance), listener.fd, inherited, [&] { waiter->NotifyDrained(); },
-              std::move(access)});
+  Generation::Options options;
+  options.instance = std::move(instance);
+  options.serving_fd = listener.fd;
+  options.inherited = inherited;
+  options.on_drained = [&] { waiter->NotifyDrained(); };
+  options.access = std::move(access);
+  // Without a data plane there is nothing to count, and Status shows no DNS counters.
+  options.dns_counters = *dns != nullptr ? &dns_counters : nullptr;
+  if (*dns != nullptr) {
+    options.drain_data_plane = [&](absl::Duration grace) { (*dns)->Drain(grace); };
+  }
+  absl::StatusOr<std::unique_ptr<Generation>> generation =
+      Generation::Start(store, std::move(options));
   if (!generation.ok()) return RuntimeFailure(generation.status());
   spdlog::info("serving socket={} activated={} generation={} version={}", SocketPathOf(listener.fd),
                listener.activated, number, kVersion);
@@ -361,7 +552,7 @@ int Run(const Flags& flags, const sigset_t& stop_signals) {
   if (!access.ok()) return RuntimeFailure(access.status());
   absl::StatusOr<Listener> listener = ChooseListener(flags, *access, *inherited);
   if (!listener.ok()) return RuntimeFailure(listener.status());
-  return Serve(*listener, *inherited, store->get(), *std::move(instance), *std::move(access),
+  return Serve(flags, *listener, *inherited, store->get(), *std::move(instance), *std::move(access),
                stop_signals);
 }
 

@@ -1,12 +1,16 @@
 #include "extension/rule_store.h"
 
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <optional>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -109,20 +113,97 @@ absl::StatusOr<std::vector<Rule>> RulesOf(const v1::RuleFile& file, const std::s
   return rules;
 }
 
-absl::StatusOr<std::vector<Rule>> LoadRules(const std::string& path) {
+// Schema 1 had the same rules and no lists: reading it as schema 2 is its migration.
+constexpr uint32_t kFirstSchemaVersion = 1;
+constexpr size_t kMaxListName = 64;
+
+struct LoadedState {
+  std::vector<Rule> rules;
+  std::vector<RuleStore::StoredList> lists;
+  uint32_t schema_version = kRuleFileSchemaVersion;
+};
+
+// The lists a file names, each read from its own file unless known already holds it: lists
+// are written under a fresh file name each time, so the same name means the same names.
+absl::StatusOr<std::vector<RuleStore::StoredList>> LoadLists(
+    const v1::RuleFile& file, const std::string& state_dir, const std::string& path,
+    const absl::flat_hash_map<std::string, std::shared_ptr<const DomainList>>& known) {
+  std::vector<RuleStore::StoredList> lists;
+  for (const RuleList& meta : file.lists()) {
+    if (absl::Status name = CheckListName(meta.name()); !name.ok()) {
+      return absl::DataLossError(
+          absl::StrCat("load rules ", path, ": ", name.message(), kFileKept));
+    }
+    auto found = known.find(meta.file());
+    if (found != known.end()) {
+      lists.push_back({meta, found->second});
+      continue;
+    }
+
+    std::string list_path = absl::StrCat(state_dir, "/", meta.file());
+    absl::StatusOr<std::shared_ptr<const DomainList>> names = DomainList::Load(list_path);
+    if (!names.ok()) {
+      return absl::DataLossError(absl::StrCat("load rules ", path, ": list ", meta.name(), ": ",
+                                              names.status().message(), kFileKept));
+    }
+    if ((*names)->size() != meta.count()) {
+      return absl::DataLossError(
+          absl::StrCat("load rules ", path, ": list ", meta.name(), " in ", list_path, " holds ",
+                       (*names)->size(), " names; the rule file says ", meta.count(), kFileKept));
+    }
+    lists.push_back({meta, *std::move(names)});
+  }
+  return lists;
+}
+
+absl::StatusOr<LoadedState> LoadState(
+    const std::string& state_dir, const std::string& path,
+    const absl::flat_hash_map<std::string, std::shared_ptr<const DomainList>>& known = {}) {
   v1::RuleFile file;
   absl::Status read = ReadJsonProto(path, &file);
-  if (absl::IsNotFound(read)) return std::vector<Rule>{};
+  if (absl::IsNotFound(read)) return LoadedState{};
   if (!read.ok()) {
     return absl::Status(read.code(), absl::StrCat("load rules: ", read.message(), kFileKept));
   }
 
-  if (file.schema_version() != kRuleFileSchemaVersion) {
+  uint32_t version = file.schema_version();
+  if (version != kRuleFileSchemaVersion && version != kFirstSchemaVersion) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "load rules ", path, ": schema_version ", file.schema_version(),
-        " is not one this nehost-filter reads (", kRuleFileSchemaVersion, ")", kFileKept));
+        "load rules ", path, ": schema_version ", version, " is not one this nehost-filter reads (",
+        kFirstSchemaVersion, " or ", kRuleFileSchemaVersion, ")", kFileKept));
   }
-  return RulesOf(file, path);
+  if (version == kFirstSchemaVersion && file.lists_size() != 0) {
+    return absl::DataLossError(
+        absl::StrCat("load rules ", path, ": schema_version 1 has no lists", kFileKept));
+  }
+
+  absl::StatusOr<std::vector<Rule>> rules = RulesOf(file, path);
+  if (!rules.ok()) return rules.status();
+  absl::StatusOr<std::vector<RuleStore::StoredList>> lists =
+      LoadLists(file, state_dir, path, known);
+  if (!lists.ok()) return lists.status();
+  return LoadedState{*std::move(rules), *std::move(lists), version};
+}
+
+// "lists/NAME.0123abcd.list": a fresh file for every import, so that the file the rule file
+// names is never overwritten in place.
+std::string NewListFile(absl::string_view name) {
+  uint32_t nonce = 0;
+  if (::getrandom(&nonce, sizeof nonce, 0) != sizeof nonce)
+    nonce = absl::Uniform<uint32_t>(absl::BitGen());
+  return absl::StrCat(kListFolder, "/", name, ".", absl::Hex(nonce, absl::kZeroPad8), ".list");
+}
+
+void RemoveListFile(const std::string& state_dir, const std::string& file) {
+  std::string path = absl::StrCat(state_dir, "/", file);
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    spdlog::warn("cannot remove old list file path={} error=\"{}\"; it stays unused", path,
+                 ErrnoText(errno));
+  }
+}
+
+std::string ResponseName(Rule::Response response) {
+  return absl::AsciiStrToLower(Rule::Response_Name(response));
 }
 
 }  // namespace
@@ -168,26 +249,66 @@ absl::StatusOr<Rule> NormalizeRule(const Rule& rule) {
         absl::StrCat("rule for ", *domain, ": unknown match ", static_cast<int>(rule.match())));
   }
 
+  if (!Rule::Response_IsValid(rule.response())) {
+    return absl::InvalidArgumentError(absl::StrCat("rule for ", *domain, ": unknown response ",
+                                                   static_cast<int>(rule.response())));
+  }
+
   Rule normalized;
   normalized.set_domain(*std::move(domain));
   normalized.set_action(rule.action() == Rule::ACTION_UNSPECIFIED ? Rule::DENY : rule.action());
   normalized.set_match(rule.match() == Rule::MATCH_UNSPECIFIED ? Rule::EXACT : rule.match());
+  if (normalized.action() == Rule::DENY) {
+    normalized.set_response(rule.response() == Rule::RESPONSE_UNSPECIFIED ? Rule::NXDOMAIN
+                                                                          : rule.response());
+  }
   return normalized;
+}
+
+absl::Status CheckListName(absl::string_view name) {
+  bool valid =
+      !name.empty() && name.size() <= kMaxListName && name.front() != '.' &&
+      std::all_of(name.begin(), name.end(), [](char c) {
+        return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '.' || c == '_' || c == '-';
+      });
+  if (valid) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("invalid list name \"", absl::CHexEscape(name), "\": use 1 to ", kMaxListName,
+                   " characters of a-z, 0-9, '.', '_' and '-', not starting with '.'"));
 }
 
 absl::StatusOr<std::unique_ptr<RuleStore>> RuleStore::Open(const std::string& state_dir) {
   if (absl::Status folder = CheckFolder(state_dir); !folder.ok()) return folder;
 
   std::string path = absl::StrCat(state_dir, "/", kRuleFileName);
-  absl::StatusOr<std::vector<Rule>> rules = LoadRules(path);
-  if (!rules.ok()) return rules.status();
+  absl::StatusOr<LoadedState> state = LoadState(state_dir, path);
+  if (!state.ok()) return state.status();
 
-  spdlog::info("rules loaded path={} count={}", path, rules->size());
-  return std::unique_ptr<RuleStore>(new RuleStore(std::move(path), *std::move(rules)));
+  size_t names = 0;
+  for (const StoredList& list : state->lists) names += list.names->size();
+  spdlog::info("rules loaded path={} rules={} lists={} names={}", path, state->rules.size(),
+               state->lists.size(), names);
+  std::unique_ptr<RuleStore> store(
+      new RuleStore(state_dir, std::move(state->rules), std::move(state->lists)));
+
+  if (state->schema_version != kRuleFileSchemaVersion) {
+    absl::MutexLock lock(&store->mu_);
+    absl::Status saved = store->Save(store->rules_, store->lists_);
+    if (!saved.ok()) return saved;
+    spdlog::info("rules migrated path={} from_schema={} to_schema={}", path, state->schema_version,
+                 kRuleFileSchemaVersion);
+  }
+  return store;
 }
 
-RuleStore::RuleStore(std::string path, std::vector<Rule> rules)
-    : path_(std::move(path)), rules_(std::move(rules)) {}
+RuleStore::RuleStore(std::string state_dir, std::vector<Rule> rules, std::vector<StoredList> lists)
+    : state_dir_(std::move(state_dir)),
+      path_(absl::StrCat(state_dir_, "/", kRuleFileName)),
+      rules_(std::move(rules)),
+      lists_(std::move(lists)) {
+  absl::MutexLock lock(&mu_);
+  Publish();
+}
 
 absl::StatusOr<RuleStore::AddResult> RuleStore::Add(const Rule& requested) {
   absl::StatusOr<Rule> rule = NormalizeRule(requested);
@@ -195,7 +316,8 @@ absl::StatusOr<RuleStore::AddResult> RuleStore::Add(const Rule& requested) {
 
   absl::MutexLock lock(&mu_);
   auto existing = FindRule(rules_, rule->domain(), rule->match());
-  if (existing != rules_.end() && existing->action() == rule->action()) {
+  if (existing != rules_.end() && existing->action() == rule->action() &&
+      existing->response() == rule->response()) {
     spdlog::debug("rule already in force domain={} action={} match={}", rule->domain(),
                   ActionName(rule->action()), MatchName(rule->match()));
     return AddResult{false, *rule};
@@ -208,11 +330,13 @@ absl::StatusOr<RuleStore::AddResult> RuleStore::Add(const Rule& requested) {
     updated.push_back(*rule);
   }
 
-  if (absl::Status saved = Save(updated); !saved.ok()) return saved;
-  spdlog::info("rule {} domain={} action={} match={}",
+  if (absl::Status saved = Save(updated, lists_); !saved.ok()) return saved;
+  spdlog::info("rule {} domain={} action={} match={} response={}",
                existing != rules_.end() ? "replaced" : "added", rule->domain(),
-               ActionName(rule->action()), MatchName(rule->match()));
+               ActionName(rule->action()), MatchName(rule->match()),
+               ResponseName(rule->response()));
   rules_ = std::move(updated);
+  Publish();
   return AddResult{true, *rule};
 }
 
@@ -232,23 +356,107 @@ absl::StatusOr<size_t> RuleStore::Remove(absl::string_view domain, Rule::Match m
   size_t removed = rules_.size() - updated.size();
   if (removed == 0) return removed;
 
-  if (absl::Status saved = Save(updated); !saved.ok()) return saved;
+  if (absl::Status saved = Save(updated, lists_); !saved.ok()) return saved;
   spdlog::info("rules removed domain={} match={} count={}", *name, MatchName(match), removed);
   rules_ = std::move(updated);
+  Publish();
   return removed;
+}
+
+absl::StatusOr<RuleStore::ImportResult> RuleStore::ImportList(
+    const RuleList& requested, std::shared_ptr<const DomainList> names) {
+  if (absl::Status name = CheckListName(requested.name()); !name.ok()) return name;
+  if (names->size() == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("import list ", requested.name(), ": no valid names to import"));
+  }
+  Rule as_rule;  // the list's action and response, normalised as a rule's are
+  as_rule.set_domain("list.invalid");
+  as_rule.set_action(requested.action());
+  as_rule.set_response(requested.response());
+  absl::StatusOr<Rule> normalized = NormalizeRule(as_rule);
+  if (!normalized.ok()) return normalized.status();
+
+  RuleList list;
+  list.set_name(requested.name());
+  list.set_action(normalized->action());
+  list.set_response(normalized->response());
+  list.set_count(names->size());
+  list.set_file(NewListFile(list.name()));
+
+  absl::MutexLock lock(&mu_);
+  std::string folder = absl::StrCat(state_dir_, "/", kListFolder);
+  if (absl::Status made = MakeDirs(folder); !made.ok()) return made;
+  absl::Status written =
+      WriteFileAtomically(absl::StrCat(state_dir_, "/", list.file()), names->contents(), 0644);
+  if (!written.ok()) {
+    return absl::Status(written.code(),
+                        absl::StrCat("import list ", list.name(), ": ", written.message()));
+  }
+
+  std::vector<StoredList> updated = lists_;
+  auto existing = std::find_if(updated.begin(), updated.end(), [&](const StoredList& stored) {
+    return stored.meta.name() == list.name();
+  });
+  std::string replaced_file = existing != updated.end() ? existing->meta.file() : "";
+  if (existing != updated.end()) {
+    *existing = {list, names};
+  } else {
+    updated.push_back({list, names});
+  }
+
+  if (absl::Status saved = Save(rules_, updated); !saved.ok()) {
+    RemoveListFile(state_dir_, list.file());
+    return saved;
+  }
+  if (!replaced_file.empty()) RemoveListFile(state_dir_, replaced_file);
+  spdlog::info("list {} name={} names={} action={} response={} file={}",
+               replaced_file.empty() ? "imported" : "replaced", list.name(), list.count(),
+               ActionName(list.action()), ResponseName(list.response()), list.file());
+  lists_ = std::move(updated);
+  Publish();
+  return ImportResult{!replaced_file.empty(), list};
+}
+
+absl::StatusOr<bool> RuleStore::RemoveList(absl::string_view name) {
+  if (absl::Status valid = CheckListName(name); !valid.ok()) return valid;
+
+  absl::MutexLock lock(&mu_);
+  std::vector<StoredList> updated = lists_;
+  auto existing = std::find_if(updated.begin(), updated.end(), [&](const StoredList& stored) {
+    return stored.meta.name() == name;
+  });
+  if (existing == updated.end()) return false;
+  std::string file = existing->meta.file();
+  updated.erase(existing);
+
+  if (absl::Status saved = Save(rules_, updated); !saved.ok()) return saved;
+  RemoveListFile(state_dir_, file);
+  spdlog::info("list removed name={}", std::string(name));
+  lists_ = std::move(updated);
+  Publish();
+  return true;
 }
 
 absl::Status RuleStore::Reload() {
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<std::vector<Rule>> rules = LoadRules(path_);
-  if (!rules.ok()) {
-    spdlog::error("reload rules failed path={} error=\"{}\"; keeping the {} rules in memory", path_,
-                  std::string(rules.status().message()), rules_.size());
-    return rules.status();
+  absl::flat_hash_map<std::string, std::shared_ptr<const DomainList>> known;
+  for (const StoredList& list : lists_) known[list.meta.file()] = list.names;
+
+  absl::StatusOr<LoadedState> state = LoadState(state_dir_, path_, known);
+  if (!state.ok()) {
+    spdlog::error(
+        "reload rules failed path={} error=\"{}\"; keeping the {} rules and {} lists "
+        "in memory",
+        path_, std::string(state.status().message()), rules_.size(), lists_.size());
+    return state.status();
   }
 
-  spdlog::info("rules reloaded path={} count={} before={}", path_, rules->size(), rules_.size());
-  rules_ = *std::move(rules);
+  spdlog::info("rules reloaded path={} rules={} lists={} rules_before={} lists_before={}", path_,
+               state->rules.size(), state->lists.size(), rules_.size(), lists_.size());
+  rules_ = std::move(state->rules);
+  lists_ = std::move(state->lists);
+  Publish();
   return absl::OkStatus();
 }
 
@@ -262,10 +470,32 @@ size_t RuleStore::size() const {
   return rules_.size();
 }
 
-absl::Status RuleStore::Save(const std::vector<Rule>& rules) const {
+std::vector<RuleList> RuleStore::Lists() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<RuleList> lists;
+  for (const StoredList& list : lists_) lists.push_back(list.meta);
+  return lists;
+}
+
+uint64_t RuleStore::rules_version() const { return version_.load(std::memory_order_acquire); }
+
+std::shared_ptr<const DomainRules> RuleStore::rules() const { return compiled_.load(); }
+
+void RuleStore::Publish() {
+  std::vector<DomainRules::List> lists;
+  for (const StoredList& list : lists_) {
+    lists.push_back({list.meta.name(), list.meta.action(), list.meta.response(), list.names});
+  }
+  compiled_.store(DomainRules::Compile(rules_, std::move(lists)));
+  version_.fetch_add(1, std::memory_order_release);
+}
+
+absl::Status RuleStore::Save(const std::vector<Rule>& rules,
+                             const std::vector<StoredList>& lists) const {
   v1::RuleFile file;
   file.set_schema_version(kRuleFileSchemaVersion);
   for (const Rule& rule : rules) *file.add_rules() = rule;
+  for (const StoredList& list : lists) *file.add_lists() = list.meta;
 
   absl::Status written = WriteJsonProto(path_, file);
   if (written.ok()) return written;

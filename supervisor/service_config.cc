@@ -131,6 +131,18 @@ ServiceDefinition EmbeddedDefaultDefinition(const std::string& self_dir) {
   ServiceDefinition definition;
   definition.set_name(kDefaultServiceName);
   definition.set_executable((std::filesystem::path(self_dir) / "nehost-filter").string());
+
+  // DNS on a port that needs no privilege; nehost-filter forwards to /etc/resolv.conf's
+  // servers. Optional, so that a host where something else holds the port still gets the
+  // filter's API.
+  auto* udp = definition.add_listeners();
+  udp->set_name("dns-udp");
+  udp->set_udp(kDefaultDnsAddress);
+  udp->set_optional(true);
+  auto* tcp = definition.add_listeners();
+  tcp->set_name("dns-tcp");
+  tcp->set_tcp(kDefaultDnsAddress);
+  tcp->set_optional(true);
   return definition;
 }
 

@@ -23,6 +23,8 @@ namespace nehost::supervisor {
 using nehost::supervisor::v1::ServiceDefinition;
 
 inline constexpr char kDefaultServiceName[] = "org.nehost.filter";
+// Where the embedded default serves DNS, over UDP and TCP.
+inline constexpr char kDefaultDnsAddress[] = "127.0.0.1:5353";
 
 struct LoadedDefinitions {
   std::vector<ServiceDefinition> definitions;

@@ -243,6 +243,11 @@ absl::Status Supervisor::CreateListeners(Service& service) {
     if (listener.has_unix_path()) fd = ListenUnix(listener.unix_path(), 0660, group);
     if (!listener.tcp().empty()) fd = BindInet(listener.tcp(), InetProtocol::kTcp);
     if (!listener.udp().empty()) fd = BindInet(listener.udp(), InetProtocol::kUdp);
+    if (!fd.ok() && listener.optional()) {
+      spdlog::warn("optional listener unavailable service={} listener={}: {}; running without it",
+                   service.name(), listener.name(), std::string(fd.status().message()));
+      continue;
+    }
     if (!fd.ok()) {
       return absl::Status(fd.status().code(),
                           absl::StrCat("listener ", listener.name(), ": ", fd.status().message()));
@@ -635,6 +640,8 @@ void Supervisor::OnNotify(const ReceivedNotify& notify) {
         service->registration->state() == nehost::supervisor::v1::STARTING) {
       service->deadline = absl::InfiniteFuture();
       SetState(*service, nehost::supervisor::v1::READY, notify.message.status.value_or("ready"));
+      // What a lookup hands out from now on; a naive nehostd trusts only a READY record.
+      service->owner_unrecorded = true;
       Persist();
     }
     state_changed_.SignalAll();

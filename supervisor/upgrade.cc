@@ -316,6 +316,10 @@ void Supervisor::SwitchToCandidate(UpgradeRun& run) {
   absl::MutexLock lock(&mu_);
   Service& service = *run.service;
   MakeCurrent(service, run.candidate);
+  // Lookups need not wait for this switch to reach the disk: the candidate is on record
+  // already, and a nehostd killed before the write keeps the predecessor, which has not begun
+  // to drain, on the same sockets.
+  service.owner_unrecorded = false;
   service.candidate.reset();
   if (!run.predecessor->exited) service.draining.push_back(run.predecessor);
   service.deadline = absl::InfiniteFuture();

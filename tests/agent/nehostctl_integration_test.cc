@@ -273,7 +273,7 @@ TEST(NehostctlHelp, ListsEveryCommand) {
   CommandResult result = Ctl({"--help"});
 
   EXPECT_EQ(result.status.code, 0);
-  EXPECT_THAT(result.out, HasSubstr("rules add NAME DOMAIN [--allow] [--suffix]"));
+  EXPECT_THAT(result.out, HasSubstr("rules add NAME DOMAIN [--allow|--sinkhole] [--suffix]"));
   EXPECT_THAT(result.out, HasSubstr("watch [NAME]"));
   EXPECT_THAT(result.out, HasSubstr("upgrade NAME [--to VERSION]"));
   EXPECT_THAT(result.out, HasSubstr("doctor NAME"));
@@ -286,7 +286,7 @@ TEST(NehostctlHelp, ExplainsOneCommandEitherWay) {
   CommandResult by_flag = Ctl({"rules", "add", "--help"});
 
   EXPECT_EQ(by_help.status.code, 0);
-  EXPECT_THAT(by_help.out, HasSubstr("--suffix  match DOMAIN and every name below it"));
+  EXPECT_THAT(by_help.out, HasSubstr("--suffix    match DOMAIN and every name below it"));
   EXPECT_EQ(by_flag.out, by_help.out);
 }
 

@@ -302,17 +302,62 @@ ListRulesResponse TwoRules() {
 
 TEST(FormatRules, TableHasOneRowPerRule) {
   EXPECT_EQ(FormatRules("org.nehost.filter", TwoRules(), OutputFormat::kTable),
-            "DOMAIN           ACTION  MATCH\n"
+            "DOMAIN           ACTION  MATCH   RESPONSE\n"
             "ads.example.com  deny    suffix\n"
             "example.com      allow   exact\n");
 }
 
+TEST(FormatRules, TableShowsResponsesAndListsAfterTheRules) {
+  ListRulesResponse rules = TwoRules();
+  rules.mutable_rules(0)->set_response(Rule::SINKHOLE);
+  RuleList* list = rules.add_lists();
+  list->set_name("ads");
+  list->set_action(Rule::DENY);
+  list->set_response(Rule::NXDOMAIN);
+  list->set_count(3);
+  EXPECT_EQ(FormatRules("org.nehost.filter", rules, OutputFormat::kTable),
+            "DOMAIN              ACTION  MATCH   RESPONSE\n"
+            "ads.example.com     deny    suffix  sinkhole\n"
+            "example.com         allow   exact\n"
+            "list ads (3 names)  deny    list    nxdomain\n");
+}
+
 TEST(FormatRules, JsonListsRulesWithLowerCaseNames) {
   EXPECT_EQ(FormatRules("org.nehost.filter", TwoRules(), OutputFormat::kJson),
-            R"({"rules":[{"action":"deny","domain":"ads.example.com","match":"suffix"},)"
+            R"({"lists":[],"rules":[{"action":"deny","domain":"ads.example.com","match":"suffix"},)"
             R"({"action":"allow","domain":"example.com","match":"exact"}],)"
             R"("service":"org.nehost.filter"})"
             "\n");
+}
+
+TEST(FormatImport, SaysWhatWasImportedAndListsInvalidLinesForStderr) {
+  ImportRulesResponse imported;
+  imported.set_committed(true);
+  imported.mutable_list()->set_name("ads");
+  imported.mutable_list()->set_action(Rule::DENY);
+  imported.mutable_list()->set_response(Rule::NXDOMAIN);
+  imported.mutable_list()->set_count(2);
+  imported.set_invalid_lines(3);
+  imported.set_skipped_lines(1);
+  ImportLineError* error = imported.add_errors();
+  error->set_line(4);
+  error->set_message("invalid domain \"a..b\": label 2 is empty");
+
+  EXPECT_EQ(FormatImport("org.nehost.filter", "ads.txt", imported, OutputFormat::kTable),
+            "imported list ads: 2 names, deny with nxdomain; 3 invalid lines, 1 skipped\n");
+  EXPECT_EQ(FormatImportErrors("ads.txt", imported),
+            "ads.txt:4: invalid domain \"a..b\": label 2 is empty\n"
+            "ads.txt: 2 more invalid lines\n");
+  EXPECT_EQ(FormatImport("org.nehost.filter", "ads.txt", imported, OutputFormat::kJson),
+            R"({"committed":true,"errors":[{"line":4,"message":"invalid domain \"a..b\": )"
+            R"(label 2 is empty"}],"file":"ads.txt","invalid_lines":3,"list":{"action":"deny",)"
+            R"("count":2,"name":"ads","response":"nxdomain"},"replaced":false,"service":)"
+            R"("org.nehost.filter","skipped_lines":1})"
+            "\n");
+
+  imported.set_committed(false);
+  EXPECT_EQ(FormatImport("org.nehost.filter", "ads.txt", imported, OutputFormat::kTable),
+            "list ads not imported: it has invalid lines and --all-or-nothing was given\n");
 }
 
 TEST(FormatAddedRule, SaysWhetherTheRuleWasNew) {

@@ -203,15 +203,151 @@ TEST_F(RuleStoreTest, RulesSurviveReopening) {
               ElementsAre("ads.example.com DENY EXACT", "example.org ALLOW SUFFIX"));
 }
 
-TEST_F(RuleStoreTest, WritesSchemaVersionOne) {
+TEST_F(RuleStoreTest, WritesSchemaVersionTwo) {
   std::unique_ptr<RuleStore> store = OpenStore();
   ASSERT_NE(store, nullptr);
   ASSERT_TRUE(store->Add(MakeRule("example.com")).ok());
 
   v1::RuleFile file;
   ASSERT_TRUE(ReadJsonProto(RuleFilePath(), &file).ok());
-  EXPECT_EQ(file.schema_version(), 1u);
+  EXPECT_EQ(file.schema_version(), 2u);
   EXPECT_EQ(file.rules_size(), 1);
+}
+
+// What the previous release wrote: schema 1, rules without responses, no lists.
+TEST_F(RuleStoreTest, MigratesASchemaOneFileWhenItOpens) {
+  ASSERT_TRUE(WriteFileAtomically(RuleFilePath(), R"({
+ "schema_version": 1,
+ "rules": [
+  {"domain": "ads.example.com", "action": "DENY", "match": "EXACT"},
+  {"domain": "example.org", "action": "ALLOW", "match": "SUFFIX"}
+ ]
+})")
+                  .ok());
+
+  std::unique_ptr<RuleStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+
+  EXPECT_THAT(Describe(store->List()),
+              ElementsAre("ads.example.com DENY EXACT", "example.org ALLOW SUFFIX"));
+  EXPECT_EQ(store->List()[0].response(), Rule::NXDOMAIN);
+  v1::RuleFile file;
+  ASSERT_TRUE(ReadJsonProto(RuleFilePath(), &file).ok());
+  EXPECT_EQ(file.schema_version(), 2u);
+  EXPECT_EQ(file.rules_size(), 2);
+  EXPECT_EQ(store->rules()->Check("ads.example.com").kind, Verdict::Kind::kDeny);
+}
+
+std::shared_ptr<const DomainList> ListOf(const std::vector<std::string>& names) {
+  DomainList::Builder builder;
+  for (const std::string& name : names) builder.Add(name, false);
+  return builder.Finish();
+}
+
+RuleList ListNamed(const std::string& name, Rule::Response response = Rule::RESPONSE_UNSPECIFIED) {
+  RuleList list;
+  list.set_name(name);
+  list.set_response(response);
+  return list;
+}
+
+TEST_F(RuleStoreTest, ImportedListIsInForceAndSurvivesReopening) {
+  {
+    std::unique_ptr<RuleStore> store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    absl::StatusOr<RuleStore::ImportResult> imported =
+        store->ImportList(ListNamed("ads", Rule::SINKHOLE), ListOf({"a.example", "b.example"}));
+    ASSERT_TRUE(imported.ok()) << imported.status();
+    EXPECT_FALSE(imported->replaced);
+    EXPECT_EQ(imported->list.count(), 2u);
+    EXPECT_EQ(imported->list.action(), Rule::DENY);
+    Verdict verdict = store->rules()->Check("b.example");
+    EXPECT_EQ(verdict.kind, Verdict::Kind::kDeny);
+    EXPECT_EQ(store->rules()->RuleName(verdict.rule), "list:ads");
+  }
+
+  std::unique_ptr<RuleStore> reopened = OpenStore();
+  ASSERT_NE(reopened, nullptr);
+  ASSERT_EQ(reopened->Lists().size(), 1u);
+  EXPECT_EQ(reopened->Lists()[0].name(), "ads");
+  EXPECT_EQ(reopened->Lists()[0].response(), Rule::SINKHOLE);
+  EXPECT_EQ(reopened->rules()->Check("a.example").answer, dns::BlockedAnswer::kSinkhole);
+  EXPECT_EQ(reopened->rules()->Check("c.example").kind, Verdict::Kind::kNone);
+}
+
+TEST_F(RuleStoreTest, ImportUnderTheSameNameReplacesTheListAndItsFile) {
+  std::unique_ptr<RuleStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->ImportList(ListNamed("ads"), ListOf({"old.example"})).ok());
+  uint64_t version = store->rules_version();
+
+  absl::StatusOr<RuleStore::ImportResult> again =
+      store->ImportList(ListNamed("ads"), ListOf({"new.example"}));
+
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->replaced);
+  EXPECT_NE(store->rules_version(), version);
+  EXPECT_EQ(store->rules()->Check("old.example").kind, Verdict::Kind::kNone);
+  EXPECT_EQ(store->rules()->Check("new.example").kind, Verdict::Kind::kDeny);
+  size_t files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(state_dir_ + "/lists")) {
+    ++files;
+    EXPECT_EQ(entry.path().filename().string(),
+              std::filesystem::path(again->list.file()).filename());
+  }
+  EXPECT_EQ(files, 1u);
+}
+
+TEST_F(RuleStoreTest, RemovedListIsNoLongerInForce) {
+  std::unique_ptr<RuleStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  ASSERT_TRUE(store->ImportList(ListNamed("ads"), ListOf({"a.example"})).ok());
+
+  absl::StatusOr<bool> removed = store->RemoveList("ads");
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_TRUE(*removed);
+  EXPECT_EQ(store->rules()->Check("a.example").kind, Verdict::Kind::kNone);
+  EXPECT_TRUE(store->Lists().empty());
+  EXPECT_FALSE(*store->RemoveList("ads"));
+}
+
+TEST_F(RuleStoreTest, RefusesBadListNamesAndEmptyLists) {
+  std::unique_ptr<RuleStore> store = OpenStore();
+  ASSERT_NE(store, nullptr);
+
+  absl::StatusOr<RuleStore::ImportResult> bad_name =
+      store->ImportList(ListNamed("../escape"), ListOf({"a.example"}));
+  EXPECT_EQ(bad_name.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad_name.status().message(), HasSubstr("invalid list name"));
+  absl::StatusOr<RuleStore::ImportResult> empty = store->ImportList(ListNamed("ads"), ListOf({}));
+  EXPECT_EQ(empty.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(store->Lists().empty());
+}
+
+TEST_F(RuleStoreTest, ListFileThatDoesNotMatchTheRuleFileIsRefusedAndLeftAlone) {
+  {
+    std::unique_ptr<RuleStore> store = OpenStore();
+    ASSERT_NE(store, nullptr);
+    ASSERT_TRUE(store->ImportList(ListNamed("ads"), ListOf({"a.example", "b.example"})).ok());
+  }
+  std::string list_file = state_dir_ + "/" + OpenStore()->Lists()[0].file();
+  ASSERT_TRUE(WriteFileAtomically(list_file, "a.example\nnot a name\n").ok());
+
+  absl::StatusOr<std::unique_ptr<RuleStore>> store = RuleStore::Open(state_dir_);
+  ASSERT_FALSE(store.ok());
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(store.status().message(), HasSubstr("line 2"));
+  EXPECT_EQ(*ReadFile(list_file), "a.example\nnot a name\n");
+}
+
+TEST_F(RuleStoreTest, ReloadKeepsListsAlreadyLoadedAndTakesInNewOnes) {
+  std::unique_ptr<RuleStore> next = OpenStore();
+  std::unique_ptr<RuleStore> previous = OpenStore();
+  ASSERT_TRUE(previous->ImportList(ListNamed("ads"), ListOf({"a.example"})).ok());
+
+  ASSERT_TRUE(next->Reload().ok());
+
+  EXPECT_EQ(next->rules()->Check("a.example").kind, Verdict::Kind::kDeny);
 }
 
 TEST_F(RuleStoreTest, CorruptRuleFileIsAClearErrorAndIsLeftAlone) {
@@ -241,12 +377,12 @@ TEST_F(RuleStoreTest, RuleFileWithAnInvalidRuleIsRefused) {
 }
 
 TEST_F(RuleStoreTest, RuleFileOfAnotherSchemaVersionIsRefused) {
-  ASSERT_TRUE(WriteFileAtomically(RuleFilePath(), R"({"schema_version": 2, "rules": []})").ok());
+  ASSERT_TRUE(WriteFileAtomically(RuleFilePath(), R"({"schema_version": 3, "rules": []})").ok());
 
   absl::StatusOr<std::unique_ptr<RuleStore>> store = RuleStore::Open(state_dir_);
   ASSERT_FALSE(store.ok());
   EXPECT_EQ(store.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(store.status().message(), HasSubstr("schema_version 2"));
+  EXPECT_THAT(store.status().message(), HasSubstr("schema_version 3"));
 }
 
 TEST_F(RuleStoreTest, MissingStateFolderIsAnError) {

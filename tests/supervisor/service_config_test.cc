@@ -51,6 +51,20 @@ TEST(LoadServiceDefinitions, EmptyConfigurationHostsTheEmbeddedDefault) {
   EXPECT_EQ(loaded.definitions[0].executable(), "/opt/nehost/bin/nehost-filter");
 }
 
+TEST(LoadServiceDefinitions, EmbeddedDefaultServesDnsOnTheUnprivilegedPortWhenItCan) {
+  TempDir dir;
+  LoadedDefinitions loaded = LoadServiceDefinitions(dir / "etc", "/opt/nehost/bin");
+  ASSERT_EQ(loaded.definitions.size(), 1u);
+  const auto& listeners = loaded.definitions[0].listeners();
+  ASSERT_EQ(listeners.size(), 2);
+  EXPECT_EQ(listeners[0].name(), "dns-udp");
+  EXPECT_EQ(listeners[0].udp(), "127.0.0.1:5353");
+  EXPECT_EQ(listeners[1].name(), "dns-tcp");
+  EXPECT_EQ(listeners[1].tcp(), "127.0.0.1:5353");
+  EXPECT_TRUE(listeners[0].optional());
+  EXPECT_TRUE(listeners[1].optional());
+}
+
 TEST(LoadServiceDefinitions, OneBrokenFileDoesNotStopTheOthers) {
   TempDir dir;
   WriteFileOrDie(dir / "etc/services.d/a.textproto",
