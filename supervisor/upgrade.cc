@@ -149,8 +149,8 @@ absl::Status Supervisor::LaunchCandidate(UpgradeRun& run, const PreparedLaunch& 
   absl::MutexLock lock(&mu_);
   Service& service = *run.service;
   --unlocked_launches_;
-  if (unlocked_launches_ == 0) early_notifies_.clear();
   if (!candidate.ok()) {
+    if (unlocked_launches_ == 0) early_notifies_.clear();
     ReleaseUpgradeSlot(service);
     return absl::Status(candidate.status().code(),
                         absl::StrCat("upgrade ", run.name, ": launch of the new generation: ",
@@ -158,7 +158,10 @@ absl::Status Supervisor::LaunchCandidate(UpgradeRun& run, const PreparedLaunch& 
   }
 
   run.candidate = *candidate;
+  // A candidate may send READY=1 before the lock is back: registering replays what it said,
+  // so what was kept for it goes only afterwards.
   RegisterGeneration(service, run.candidate);
+  if (unlocked_launches_ == 0) early_notifies_.clear();
   service.candidate = run.candidate;
   if (shutting_down_) {
     // Shutdown went through the generations while this one was being launched.
