@@ -35,7 +35,10 @@
 #include "common/unique_fd.h"
 #include "common/unix_socket.h"
 #include "common/version.h"
+#include "extension/checkpoint.h"
 #include "extension/control_server.h"
+#include "extension/counters.h"
+#include "extension/flow_rules.h"
 #include "extension/generation.h"
 #include "extension/notify.h"
 #include "extension/rule_store.h"
@@ -316,15 +319,18 @@ int StopAfterSignal(int signal, std::unique_ptr<ControlServer> control, Generati
   ExitNow(0);
 }
 
-int Serve(const Listener& listener, const std::vector<InheritedSocket>& inherited, RuleStore* store,
-          InstanceInfo instance, AccessPolicy access, const sigset_t& stop_signals) {
+int Serve(const Listener& listener, const std::vector<InheritedSocket>& inherited,
+          FilterState state, InstanceInfo instance, AccessPolicy access,
+          const sigset_t& stop_signals) {
   absl::StatusOr<StopWaiter> waiter = StopWaiter::Create(stop_signals);
   if (!waiter.ok()) return RuntimeFailure(waiter.status());
 
   uint64_t number = instance.generation;
-  absl::StatusOr<std::unique_ptr<Generation>> generation = Generation::Start(
-      store, {std::move(instance), listener.fd, inherited, [&] { waiter->NotifyDrained(); },
-              std::move(access)});
+  const size_t rule_count = state.rules->size();
+  const size_t flow_rule_count = state.flow_rules->size();
+  absl::StatusOr<std::unique_ptr<Generation>> generation =
+      Generation::Start(std::move(state), {std::move(instance), listener.fd, inherited,
+                                           [&] { waiter->NotifyDrained(); }, std::move(access)});
   if (!generation.ok()) return RuntimeFailure(generation.status());
   spdlog::info("serving socket={} activated={} generation={} version={}", SocketPathOf(listener.fd),
                listener.activated, number, kVersion);
@@ -334,7 +340,8 @@ int Serve(const Listener& listener, const std::vector<InheritedSocket>& inherite
   if (Failpoint("filter.before_ready")) {
     return RuntimeFailure(absl::InternalError("start: failed at failpoint filter.before_ready"));
   }
-  Notify(absl::StrCat("READY=1\nSTATUS=serving version=", kVersion, " rules=", store->size()));
+  Notify(absl::StrCat("READY=1\nSTATUS=serving version=", kVersion, " rules=", rule_count,
+                      " flow_rules=", flow_rule_count));
 
   int signal = waiter->Wait();
   if (signal == 0) return ExitAfterDrain(*std::move(control), number);
@@ -356,12 +363,23 @@ int Run(const Flags& flags, const sigset_t& stop_signals) {
   if (!instance.ok()) return RuntimeFailure(instance.status());
   absl::StatusOr<std::unique_ptr<RuleStore>> store = RuleStore::Open(flags.state_dir);
   if (!store.ok()) return RuntimeFailure(store.status());
+  // Counters first, so that the rules count their hits into what the checkpoint held.
+  CounterSet counters;
+  HandoffState checkpointed = LoadCheckpoint(flags.state_dir, &counters);
+  absl::StatusOr<std::unique_ptr<FlowRuleStore>> flow_rules =
+      FlowRuleStore::Open(flags.state_dir, &counters);
+  if (!flow_rules.ok()) return RuntimeFailure(flow_rules.status());
 
   absl::StatusOr<AccessPolicy> access = AccessFromFlags(flags);
   if (!access.ok()) return RuntimeFailure(access.status());
   absl::StatusOr<Listener> listener = ChooseListener(flags, *access, *inherited);
   if (!listener.ok()) return RuntimeFailure(listener.status());
-  return Serve(*listener, *inherited, store->get(), *std::move(instance), *std::move(access),
+  FilterState state{.rules = store->get(),
+                    .flow_rules = flow_rules->get(),
+                    .counters = &counters,
+                    .state_dir = flags.state_dir,
+                    .checkpointed = std::move(checkpointed)};
+  return Serve(*listener, *inherited, std::move(state), *std::move(instance), *std::move(access),
                stop_signals);
 }
 
