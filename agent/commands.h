@@ -75,6 +75,21 @@ ExitCode AddRule(const GlobalOptions& options, const std::string& name, const Ru
 ExitCode RemoveRule(const GlobalOptions& options, const std::string& name,
                     const std::string& domain, Rule::Match match);
 
+// The flow rules of a filter service (nehost.filter.v1.FlowFilter).
+ExitCode ListFlowRules(const GlobalOptions& options, const std::string& name);
+ExitCode AddFlowRule(const GlobalOptions& options, const std::string& name, const FlowRule& rule);
+ExitCode RemoveFlowRule(const GlobalOptions& options, const std::string& name,
+                        const std::string& rule);
+ExitCode SetDefaultFlowAction(const GlobalOptions& options, const std::string& name,
+                              FlowRule::Action action);
+// One flow's verdict and the rule that decided it. kOk whatever the verdict.
+ExitCode Evaluate(const GlobalOptions& options, const std::string& name, const Flow& flow);
+// Every counter of the service, its rule hits and histograms.
+ExitCode ShowStats(const GlobalOptions& options, const std::string& name);
+// The service's decisions as it makes them, through a queue of buffer decisions (0: the
+// service's default), until Ctrl-C; SIGINT and SIGTERM stay blocked, as for Watch.
+ExitCode WatchDecisions(const GlobalOptions& options, const std::string& name, uint32_t buffer);
+
 // Replaces the current generation of name by one of to_version (empty: the version nehostd
 // picks), showing each step as nehostd reports it. The whole upgrade is bounded by the
 // timeout if the user gave one, else by kDefaultUpgradeTimeout. kUnavailable when the upgrade
