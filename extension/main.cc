@@ -60,8 +60,9 @@ constexpr char kGrpcSocketName[] = "grpc";
 constexpr char kHelp[] = R"(usage: nehost-filter [--listen PATH] [--state-dir DIR] [--admin-group GROUP]
                      [--reader-group GROUP] [-v]
 
-Serves nehost.filter.v1 (status and domain rules), grpc.health.v1 and server reflection
-over gRPC on a Unix socket, until SIGTERM, SIGINT, or a drain from nehostd.
+Serves nehost.filter.v1 (status and domain rules; flow verdicts, flow rules and the
+stream of decisions; counters), grpc.health.v1 and server reflection over gRPC on a Unix
+socket, until SIGTERM, SIGINT, or a drain from nehostd.
 
 Socket: when LISTEN_PID is this process's pid and LISTEN_FDS is set, as nehostd and systemd
 socket activation set them, it serves the inherited socket that LISTEN_FDNAMES names "grpc",
@@ -76,12 +77,16 @@ Control: when NEHOST_CONTROL_SOCKET=PATH is set, as nehostd sets it, it listens 
 import_state requests there. After a drain it exits 0.
 
 Access: uid 0 and this process's own uid may call anything; members of the admin group may
-also change rules, members of the reader group may read status and rules; anyone else gets
-PERMISSION_DENIED. nehostd passes its own groups in NEHOST_ADMIN_GROUP and
-NEHOST_READER_GROUP. A socket it binds itself gets the reader group (else the admin group).
+also change rules, members of the reader group may read status, rules and counters, evaluate
+flows and watch decisions; anyone else gets PERMISSION_DENIED. nehostd passes its own
+groups in NEHOST_ADMIN_GROUP and NEHOST_READER_GROUP. A socket it binds itself gets the reader group (else the admin group).
 
-State: the rules live in DIR/rules.json; DIR must exist. Status reports NEHOST_GENERATION
-and NEHOST_SERVICE, which nehostd sets, and the calls served since the service first started.
+State: the domain rules live in DIR/rules.json and the flow rules in DIR/flow_rules.json;
+DIR must exist, and a rule file that does not load stops the start, the file untouched. The
+counters are checkpointed to DIR/counters.json every 2 s and at stop, and loaded at start;
+one that does not load is moved to counters.json.bad and counting starts from zero. Status
+reports NEHOST_GENERATION and NEHOST_SERVICE, which nehostd sets, and the calls served since
+the service first started.
 
 Tests: NEHOST_FAILPOINTS arms filter.start, filter.before_ready and
 filter.drain.before_reply. A build whose version ends in "-bad" exits 1 at start.
