@@ -42,9 +42,31 @@ size_t DecisionWatcher::room() const {
   return capacity_ - std::min(capacity_, queue_.size());
 }
 
-void DecisionWatcher::Close() {
+void DecisionWatcher::OnClose(std::function<void()> on_close) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!closed_) {
+      on_close_ = std::move(on_close);
+      return;
+    }
+  }
+  on_close();
+}
+
+bool DecisionWatcher::closed() const {
   absl::MutexLock lock(&mu_);
-  closed_ = true;
+  return closed_;
+}
+
+void DecisionWatcher::Close() {
+  std::function<void()> on_close;
+  {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    on_close = std::move(on_close_);
+    on_close_ = nullptr;
+  }
+  if (on_close) on_close();
 }
 
 uint64_t DecisionWatcher::dropped() const {

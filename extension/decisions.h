@@ -24,6 +24,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -49,6 +50,12 @@ class DecisionWatcher {
   // kClosed once the watcher is closed and nothing is left to read.
   Outcome Next(std::vector<Decision>* out, absl::Duration timeout);
 
+  // Runs on_close once the watcher is closed (at once if it is already): a handler blocked
+  // writing to a client that does not read is cancelled that way, instead of holding its
+  // connection open to the end of a drain's grace.
+  void OnClose(std::function<void()> on_close);
+  bool closed() const;
+
   // Puts what fits of decisions in the queue, which are the first of total decisions made;
   // returns how many of the total were dropped.
   uint64_t Offer(const std::vector<Decision>& decisions, uint64_t total);
@@ -68,6 +75,7 @@ class DecisionWatcher {
   uint64_t pending_drops_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  std::function<void()> on_close_ ABSL_GUARDED_BY(mu_);
 };
 
 class DecisionHub {

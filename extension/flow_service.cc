@@ -118,6 +118,13 @@ grpc::Status FlowFilterService::EvaluateFlows(
   }
   calls_.Increment(kEvaluateFlowsMethod);
 
+  // TODO: a drain ends this stream by closing its connection, so the client must resend the
+  // batches it has no verdicts for on a new stream. That the connection closes at once, even
+  // mid-batch, is because the accept loop's call counting never attributes a call to its
+  // connection (the peer is still empty when the interceptor is made); once it does, a stream
+  // that stays open would hold every drain to the end of its grace, and the handler should
+  // end the stream between two batches when its generation stops, as WatchDecisions does.
+
   // Reused from batch to batch: protobuf keeps cleared elements and their strings, so after
   // the first batch, reading flows and writing verdicts allocate nothing.
   v1::FlowBatch batch;
@@ -161,6 +168,9 @@ grpc::Status FlowFilterService::WatchDecisions(grpc::ServerContext* context,
 
   const uint32_t buffer = request->buffer() == 0 ? kDefaultDecisionBuffer : request->buffer();
   std::shared_ptr<DecisionWatcher> watcher = decisions_->Watch(buffer);
+  // The hub closes its watchers when the generation stops. The context is alive until this
+  // handler returns, and the hub lets go of the watcher before then (Unwatch).
+  watcher->OnClose([context] { context->TryCancel(); });
   spdlog::debug("decision watcher started buffer={}", buffer);
   std::vector<Decision> batch;
   bool open = true;
@@ -175,6 +185,11 @@ grpc::Status FlowFilterService::WatchDecisions(grpc::ServerContext* context,
 
   decisions_->Unwatch(watcher);
   spdlog::debug("decision watcher ended dropped={}", watcher->dropped());
+  if (watcher->closed()) {
+    return grpc::Status(grpc::StatusCode::CANCELLED,
+                        "watch decisions: this generation of nehost-filter stopped serving; "
+                        "watch again to follow the next");
+  }
   return grpc::Status::OK;
 }
 

@@ -115,6 +115,23 @@ TEST(DecisionHub, CloseEndsWatchersNowAndToCome) {
   EXPECT_EQ(hub.Watch(4)->Next(&got, absl::Seconds(5)), DecisionWatcher::kClosed);
 }
 
+TEST(DecisionHub, ClosingAWatcherRunsItsCloseActionOnce) {
+  CounterSet counters;
+  DecisionHub hub(&counters);
+  auto watcher = hub.Watch(4);
+  int closed = 0;
+  watcher->OnClose([&closed] { ++closed; });
+
+  hub.Close();
+  hub.Close();
+
+  EXPECT_EQ(closed, 1);
+  EXPECT_TRUE(watcher->closed());
+  int late = 0;
+  hub.Watch(4)->OnClose([&late] { ++late; });
+  EXPECT_EQ(late, 1) << "a watcher of a closed hub runs its close action at once";
+}
+
 TEST(DecisionHub, ConcurrentPublishersLoseNothingWhileThereIsRoom) {
   CounterSet counters;
   DecisionHub hub(&counters);

@@ -20,8 +20,11 @@
 #include "absl/time/time.h"
 #include "common/files.h"
 #include "common/grpc_client.h"
+#include "common/unique_fd.h"
+#include "common/unix_socket.h"
 #include "nehost/filter/v1/flow.grpc.pb.h"
 #include "nehost/filter/v1/stats.grpc.pb.h"
+#include "tests/extension/control_client.h"
 #include "tests/support/nehostd.h"
 #include "tests/support/process.h"
 
@@ -127,6 +130,14 @@ std::map<std::string, uint64_t> Sorted(const google::protobuf::Map<std::string, 
   return {map.begin(), map.end()};
 }
 
+// 200,000 flows in batches of 50, below a watcher's buffer of 64: a watcher that drops some
+// of them has stopped keeping up, not merely been offered a burst larger than its buffer.
+std::vector<v1::FlowBatch> SmallBatches() {
+  std::vector<v1::FlowBatch> batches;
+  for (int i = 0; i < 4000; ++i) batches.push_back(Batch(i * 50, 50));
+  return batches;
+}
+
 uint64_t CounterOf(const v1::StatsResponse& stats, const std::string& name) {
   auto found = stats.counters().find(name);
   return found == stats.counters().end() ? 0 : found->second;
@@ -145,10 +156,10 @@ class FlowFilterTest : public ::testing::Test {
   void SetUp() override { std::filesystem::create_directory(state_dir_); }
 
   // nehost-filter on a socket it binds itself; returns once it answers.
-  std::unique_ptr<Subprocess> Start() {
+  std::unique_ptr<Subprocess> Start(std::vector<std::string> environment = {}) {
     auto filter = std::make_unique<Subprocess>(
         std::vector<std::string>{FilterBinary(), "--listen", socket_, "--state-dir", state_dir_},
-        std::vector<std::string>{}, root_ / "filter.log");
+        environment, root_ / "filter.log");
     stubs_ = std::make_unique<Stubs>(socket_);
     stubs_->Stats();
     return filter;
@@ -322,12 +333,10 @@ TEST_F(FlowFilterTest, ANewerFlowRuleFileIsRefusedWithTheVersion) {
 // A watcher that stops reading loses decisions, every one of them counted, while evaluations
 // go on at their rate.
 TEST_F(FlowFilterTest, AWatcherThatDoesNotReadLosesDecisionsCountedAndSlowsNothing) {
-  constexpr int kBatches = 30;
   constexpr uint64_t kSyncIds = 1'000'000'000;
   constexpr uint64_t kFinalIds = 2'000'000'000;
   std::unique_ptr<Subprocess> filter = Start();
-  std::vector<v1::FlowBatch> batches;
-  for (int i = 0; i < kBatches; ++i) batches.push_back(Batch(i * 10000, 10000));
+  const std::vector<v1::FlowBatch> batches = SmallBatches();
   auto timed = [&] {
     absl::Time started = absl::Now();
     EXPECT_TRUE(stubs_->EvaluateBatches(batches, nullptr).ok());
@@ -376,7 +385,7 @@ TEST_F(FlowFilterTest, AWatcherThatDoesNotReadLosesDecisionsCountedAndSlowsNothi
   dropped = 0;
 
   const absl::Duration stalled = timed();  // the watch is not read meanwhile
-  published += kBatches * 10000;
+  published += batches.size() * 50;
   const auto [final_id, final_sent] = read_until(kFinalIds);
   ASSERT_NE(final_id, 0u);
   published += final_id - kFinalIds + 1;
@@ -390,6 +399,35 @@ TEST_F(FlowFilterTest, AWatcherThatDoesNotReadLosesDecisionsCountedAndSlowsNothi
   EXPECT_GE(CounterOf(stubs_->Stats(), "decisions/dropped"), dropped);
   EXPECT_LT(stalled, 2 * std::max(before, after) + absl::Milliseconds(500))
       << "before " << before << ", with a stalled watcher " << stalled << ", after " << after;
+}
+
+// A watcher's handler blocked writing to a client that does not read must not hold a drain
+// to the end of its grace.
+TEST_F(FlowFilterTest, AStalledWatcherDoesNotHoldUpADrain) {
+  const std::string control_path = root_ / "filter.ctl";
+  std::unique_ptr<Subprocess> filter = Start({"NEHOST_CONTROL_SOCKET=" + control_path});
+  grpc::ClientContext watch_context;
+  v1::WatchDecisionsRequest request;
+  request.set_buffer(64);
+  auto watch = stubs_->flows->WatchDecisions(&watch_context, request);
+  ASSERT_TRUE(stubs_->EvaluateBatches(SmallBatches(), nullptr).ok());
+  ASSERT_GT(CounterOf(stubs_->Stats(), "decisions/dropped"), 0u) << "the watcher is not stalled";
+  absl::StatusOr<UniqueFd> control = ConnectUnix(control_path);
+  ASSERT_TRUE(control.ok()) << control.status();
+
+  const absl::Time asked = absl::Now();
+  absl::StatusOr<testing::ControlResponse> drained =
+      testing::ControlCall(control->get(), testing::DrainRequest(10000));
+  const absl::Duration took = absl::Now() - asked;
+
+  ASSERT_TRUE(drained.ok()) << drained.status();
+  EXPECT_EQ(drained->error(), "");
+  EXPECT_LT(took, absl::Seconds(5)) << "the drain waited for the stalled watcher";
+  std::optional<nehost::testing::ExitStatus> exit = filter->Wait(kDeadline);
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->code, 0);
+  watch_context.TryCancel();
+  watch->Finish();
 }
 
 // nehost-filter as nehostd hosts it: its counters live in the service's state folder.
