@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/failpoint.h"
 #include "common/log.h"
@@ -15,10 +16,16 @@
 namespace nehost::filter {
 namespace {
 
-// "add_rule=2 status=40", sorted, for logs.
-std::string Describe(const CounterMap& counters) {
-  std::map<std::string, uint64_t> sorted(counters.begin(), counters.end());
-  return absl::StrJoin(sorted, " ", absl::PairFormatter("="));
+// "calls=\"add_rule=2 status=40\" counters=12 histograms=1", for logs: the calls by method,
+// sorted, and how many other counters there are, which may be one per rule.
+std::string Describe(const HandoffState& state) {
+  std::map<std::string, uint64_t> calls;
+  for (const auto& [name, count] : state.counters()) {
+    if (MethodCounters::IsMethod(name)) calls.emplace(name, count);
+  }
+  return absl::StrCat("calls=\"", absl::StrJoin(calls, " ", absl::PairFormatter("=")),
+                      "\" counters=", state.counters_size() - calls.size(),
+                      " histograms=", state.histograms_size());
 }
 
 std::string ListenerNames(const std::vector<InheritedSocket>& sockets) {
@@ -111,8 +118,7 @@ ControlResponse Generation::Drain(absl::Duration grace) {
 
   HandoffState* handed_over = response.mutable_state();
   state_.counters->CopyTo(handed_over);
-  spdlog::info("drained generation={} counters=\"{}\" histograms={}", options_.instance.generation,
-               Describe(handed_over->counters()), handed_over->histograms_size());
+  spdlog::info("drained generation={} {}", options_.instance.generation, Describe(*handed_over));
   return response;
 }
 
@@ -123,8 +129,7 @@ ControlResponse Generation::ImportState(const HandoffState& state) {
     state_.counters->Replace(state_.checkpointed, state);
     state_.checkpointed.Clear();
   }
-  spdlog::info("state imported generation={} counters=\"{}\" histograms={}",
-               options_.instance.generation, Describe(state.counters()), state.histograms_size());
+  spdlog::info("state imported generation={} {}", options_.instance.generation, Describe(state));
 
   // The predecessor has drained, so the rule files hold its last word. A file that does not
   // load leaves this generation's rules in force; Reload says why in the log.
