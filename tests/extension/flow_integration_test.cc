@@ -397,7 +397,8 @@ TEST_F(FlowFilterTest, AWatcherThatDoesNotReadLosesDecisionsCountedAndSlowsNothi
   EXPECT_EQ(delivered + dropped, published)
       << "every flow evaluated was delivered, or counted in a delivered one's dropped_before";
   EXPECT_GE(CounterOf(stubs_->Stats(), "decisions/dropped"), dropped);
-  EXPECT_LT(stalled, 2 * std::max(before, after) + absl::Milliseconds(500))
+  // Generous, for a busy machine: a publisher that waited for the watcher would not finish.
+  EXPECT_LT(stalled, 3 * std::max(before, after) + absl::Seconds(1))
       << "before " << before << ", with a stalled watcher " << stalled << ", after " << after;
 }
 
