@@ -118,21 +118,22 @@ grpc::Status FlowFilterService::EvaluateFlows(
   }
   calls_.Increment(kEvaluateFlowsMethod);
 
-  // TODO: a drain ends this stream by closing its connection, so the client must resend the
-  // batches it has no verdicts for on a new stream. That the connection closes at once, even
-  // mid-batch, is because the accept loop's call counting never attributes a call to its
-  // connection (the peer is still empty when the interceptor is made); once it does, a stream
-  // that stays open would hold every drain to the end of its grace, and the handler should
-  // end the stream between two batches when its generation stops, as WatchDecisions does.
-
   // Reused from batch to batch: protobuf keeps cleared elements and their strings, so after
   // the first batch, reading flows and writing verdicts allocate nothing.
   v1::FlowBatch batch;
   v1::VerdictBatch verdicts;
   ParsedFlow parsed;
-  for (uint64_t number = 1; stream->Read(&batch); ++number) {
+  bool ended = false;
+  for (uint64_t number = 1;; ++number) {
+    if (!Waiting(context)) {
+      ended = true;
+      break;
+    }
+    if (!stream->Read(&batch)) break;
+    Busy(context);
     if (batch.flows_size() > kMaxFlowsPerBatch) {
       invalid_->Add(batch.flows_size());
+      Closed(context);
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           absl::StrCat("evaluate flows: batch ", number, " holds ",
                                        batch.flows_size(), " flows; at most ", kMaxFlowsPerBatch));
@@ -150,7 +151,46 @@ grpc::Status FlowFilterService::EvaluateFlows(
 
     if (!stream->Write(verdicts)) break;
   }
+
+  constexpr char kEnded[] =
+      "evaluate flows: this generation of nehost-filter stopped serving; send the batches that "
+      "got no verdicts again, on a new stream";
+  if (Closed(context)) return grpc::Status(grpc::StatusCode::CANCELLED, kEnded);
+  if (ended) return grpc::Status(grpc::StatusCode::UNAVAILABLE, kEnded);
   return grpc::Status::OK;
+}
+
+bool FlowFilterService::Waiting(grpc::ServerContext* context) {
+  absl::MutexLock lock(&streams_mu_);
+  if (ending_) return false;
+  streams_[context].busy = false;
+  return true;
+}
+
+void FlowFilterService::Busy(grpc::ServerContext* context) {
+  absl::MutexLock lock(&streams_mu_);
+  streams_[context].busy = true;
+}
+
+bool FlowFilterService::Closed(grpc::ServerContext* context) {
+  absl::MutexLock lock(&streams_mu_);
+  auto found = streams_.find(context);
+  if (found == streams_.end()) return false;
+  const bool cancelled = found->second.cancelled;
+  streams_.erase(found);
+  return cancelled;
+}
+
+void FlowFilterService::EndStreams() {
+  absl::MutexLock lock(&streams_mu_);
+  ending_ = true;
+  // A stream blocked reading its next batch is ended by cancelling it; the context stays
+  // alive until its handler has called Closed, which waits for this lock.
+  for (auto& [context, stream] : streams_) {
+    if (stream.busy || stream.cancelled) continue;
+    stream.cancelled = true;
+    context->TryCancel();
+  }
 }
 
 grpc::Status FlowFilterService::WatchDecisions(grpc::ServerContext* context,

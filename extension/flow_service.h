@@ -6,7 +6,8 @@
 // once: evaluation reads the compiled rules once per batch without a lock, counts in atomic
 // counters, and publishes decisions only when someone watches. AddFlowRule, RemoveFlowRule and
 // SetDefaultFlowAction block until the rule file is on disk; WatchDecisions blocks for as long
-// as the watcher stays, until the hub is closed.
+// as the watcher stays, until the hub is closed; EvaluateFlows for as long as its stream
+// stays open, until EndStreams.
 //
 // Counters, in the CounterSet: flows/evaluated, flows/allowed, flows/denied, flows/invalid
 // (flows that could not be evaluated), the histogram flows/batch_size, the per-rule hits the
@@ -15,6 +16,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 #include "common/access_policy.h"
 #include "extension/counters.h"
 #include "extension/decisions.h"
@@ -51,7 +54,27 @@ class FlowFilterService final : public v1::FlowFilter::Service {
                                     const v1::SetDefaultFlowActionRequest* request,
                                     v1::SetDefaultFlowActionResponse* response) override;
 
+  // Ends every EvaluateFlows stream between two batches, now and to come: one that waits for
+  // its next batch at once (CANCELLED), one evaluating a batch once its verdicts are written
+  // (UNAVAILABLE). A generation that stops calls it, so that open streams do not hold its
+  // drain to the end of the grace; their clients send the batches that got no verdicts again,
+  // on a new stream, which reaches the successor.
+  void EndStreams();
+
  private:
+  // An EvaluateFlows stream, as EndStreams sees it.
+  struct OpenStream {
+    // Evaluating a batch, rather than waiting for the next.
+    bool busy = false;
+    // EndStreams cancelled it while it waited.
+    bool cancelled = false;
+  };
+  // Whether the stream may wait for another batch; false once EndStreams was called.
+  bool Waiting(grpc::ServerContext* context);
+  void Busy(grpc::ServerContext* context);
+  // Forgets the stream; whether EndStreams cancelled it.
+  bool Closed(grpc::ServerContext* context);
+
   // Tallies of one batch, added to the shared counters once per batch.
   struct Tally {
     uint64_t allowed = 0;
@@ -75,6 +98,10 @@ class FlowFilterService final : public v1::FlowFilter::Service {
   Counter* const denied_;
   Counter* const invalid_;
   Histogram* const batch_sizes_;
+
+  absl::Mutex streams_mu_;
+  absl::flat_hash_map<grpc::ServerContext*, OpenStream> streams_ ABSL_GUARDED_BY(streams_mu_);
+  bool ending_ ABSL_GUARDED_BY(streams_mu_) = false;
 };
 
 }  // namespace nehost::filter

@@ -68,8 +68,9 @@ void Generation::Stop(absl::Duration grace) {
 void Generation::StopServing(absl::Duration grace, CounterCheckpoint::LastWrite last) {
   stopping_ = true;
   absl::MutexLock lock(&stop_mu_);
-  // Watchers would hold their connections open to the end of the grace.
+  // Watchers and evaluation streams would hold their connections open to the end of the grace.
   decisions_.Close();
+  flow_service_.EndStreams();
   server_->Stop(grace);
   if (checkpoint_ != nullptr) checkpoint_->Stop(last);
 }

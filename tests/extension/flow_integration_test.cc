@@ -431,6 +431,36 @@ TEST_F(FlowFilterTest, AStalledWatcherDoesNotHoldUpADrain) {
   watch->Finish();
 }
 
+// An evaluation stream that stays open between batches must not hold up a drain either: it
+// ends, and its client sends what got no verdicts again, to the successor.
+TEST_F(FlowFilterTest, AnOpenEvaluationStreamDoesNotHoldUpADrain) {
+  const std::string control_path = root_ / "filter.ctl";
+  std::unique_ptr<Subprocess> filter = Start({"NEHOST_CONTROL_SOCKET=" + control_path});
+  grpc::ClientContext context;
+  auto stream = stubs_->flows->EvaluateFlows(WithDeadline(&context));
+  v1::VerdictBatch verdicts;
+  ASSERT_TRUE(stream->Write(Batch(0, 100)));
+  ASSERT_TRUE(stream->Read(&verdicts));
+  absl::StatusOr<UniqueFd> control = ConnectUnix(control_path);
+  ASSERT_TRUE(control.ok()) << control.status();
+
+  const absl::Time asked = absl::Now();
+  absl::StatusOr<testing::ControlResponse> drained =
+      testing::ControlCall(control->get(), testing::DrainRequest(10000));
+  const absl::Duration took = absl::Now() - asked;
+
+  ASSERT_TRUE(drained.ok()) << drained.status();
+  EXPECT_LT(took, absl::Seconds(5)) << "the drain waited for the open stream";
+  EXPECT_EQ(verdicts.verdicts_size(), 100);
+  EXPECT_FALSE(stream->Read(&verdicts));
+  grpc::Status ended = stream->Finish();
+  EXPECT_THAT(ended.error_code(), ::testing::AnyOf(grpc::StatusCode::CANCELLED,
+                                                   grpc::StatusCode::UNAVAILABLE));
+  std::optional<nehost::testing::ExitStatus> exit = filter->Wait(kDeadline);
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->code, 0);
+}
+
 // nehost-filter as nehostd hosts it: its counters live in the service's state folder.
 class HostedFlowFilterTest : public ::testing::Test {
  protected:
