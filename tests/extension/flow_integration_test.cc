@@ -454,8 +454,8 @@ TEST_F(FlowFilterTest, AnOpenEvaluationStreamDoesNotHoldUpADrain) {
   EXPECT_EQ(verdicts.verdicts_size(), 100);
   EXPECT_FALSE(stream->Read(&verdicts));
   grpc::Status ended = stream->Finish();
-  EXPECT_THAT(ended.error_code(), ::testing::AnyOf(grpc::StatusCode::CANCELLED,
-                                                   grpc::StatusCode::UNAVAILABLE));
+  EXPECT_THAT(ended.error_code(),
+              ::testing::AnyOf(grpc::StatusCode::CANCELLED, grpc::StatusCode::UNAVAILABLE));
   std::optional<nehost::testing::ExitStatus> exit = filter->Wait(kDeadline);
   ASSERT_TRUE(exit.has_value());
   EXPECT_EQ(exit->code, 0);
