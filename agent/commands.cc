@@ -49,6 +49,11 @@ using supervisor::v1::Supervisor;
 // answer has time to arrive.
 constexpr absl::Duration kLookupAnswerMargin = absl::Seconds(1);
 
+// decisions follows a service across its generations, but gives up after this many streams
+// in a row that ended before delivering anything, waiting this long before each new one.
+constexpr int kMostFruitlessReconnects = 10;
+constexpr absl::Duration kReconnectPause = absl::Milliseconds(50);
+
 // How often a terminal's progress line shows the time again.
 constexpr absl::Duration kProgressRefresh = absl::Milliseconds(100);
 // The step of an upgrade whose messages say why it was rolled back.
@@ -821,20 +826,36 @@ ExitCode ShowStats(const GlobalOptions& options, const std::string& name) {
 ExitCode WatchDecisions(const GlobalOptions& options, const std::string& name, uint32_t buffer) {
   const sigset_t interrupts = BlockInterrupts();
   const std::string what = absl::StrCat("decisions ", name);
-  absl::StatusOr<FilterClient> service = DialService(options, name);
-  if (!service.ok()) return Fail(what, service.status(), Server::kSupervisor);
+  int fruitless = 0;
+  for (;;) {
+    // Looked up again each time: after an upgrade, the registry names the next generation.
+    absl::StatusOr<FilterClient> service = DialService(options, name);
+    if (!service.ok()) return Fail(what, service.status(), Server::kSupervisor);
 
-  grpc::ClientContext context;
-  CancelOnInterrupt canceller(&context, interrupts);
-  auto stream = service->WatchDecisions(&context, buffer);
-  if (!stream.ok()) return Fail(what, stream.status(), Server::kService);
-  for (Decision decision; (*stream)->Read(&decision);) {
-    if (!decision.has_at()) *decision.mutable_at() = Now();
-    std::cout << FormatDecision(decision, options.format) << std::flush;
+    grpc::ClientContext context;
+    CancelOnInterrupt canceller(&context, interrupts);
+    auto stream = service->WatchDecisions(&context, buffer);
+    if (!stream.ok()) return Fail(what, stream.status(), Server::kService);
+    bool delivered = false;
+    for (Decision decision; (*stream)->Read(&decision);) {
+      if (!decision.has_at()) *decision.mutable_at() = Now();
+      std::cout << FormatDecision(decision, options.format) << std::flush;
+      delivered = true;
+    }
+    grpc::Status ended = (*stream)->Finish();
+    if (ended.ok() || canceller.interrupted()) return ExitCode::kOk;
+
+    // A generation that stops ends its watchers; the next one serves the same name.
+    const bool generation_ended = ended.error_code() == grpc::StatusCode::CANCELLED ||
+                                  ended.error_code() == grpc::StatusCode::UNAVAILABLE;
+    fruitless = delivered ? 0 : fruitless + 1;
+    if (!generation_ended || fruitless > kMostFruitlessReconnects) {
+      return Fail(what, service->Explain(ended), Server::kService);
+    }
+    std::cerr << "nehostctl: " << what << ": the stream ended (" << ended.error_message()
+              << "); following the service's next generation\n";
+    absl::SleepFor(kReconnectPause);
   }
-  grpc::Status ended = (*stream)->Finish();
-  if (ended.ok() || canceller.interrupted()) return ExitCode::kOk;
-  return Fail(what, service->Explain(ended), Server::kService);
 }
 
 ExitCode Watch(const GlobalOptions& options, const std::string& name) {

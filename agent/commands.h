@@ -87,7 +87,9 @@ ExitCode Evaluate(const GlobalOptions& options, const std::string& name, const F
 // Every counter of the service, its rule hits and histograms.
 ExitCode ShowStats(const GlobalOptions& options, const std::string& name);
 // The service's decisions as it makes them, through a queue of buffer decisions (0: the
-// service's default), until Ctrl-C; SIGINT and SIGTERM stay blocked, as for Watch.
+// service's default), until Ctrl-C; SIGINT and SIGTERM stay blocked, as for Watch. When a
+// generation stops (an upgrade, a restart), it looks the service up again and follows the
+// next one, saying so on stderr.
 ExitCode WatchDecisions(const GlobalOptions& options, const std::string& name, uint32_t buffer);
 
 // Replaces the current generation of name by one of to_version (empty: the version nehostd

@@ -393,6 +393,8 @@ const std::vector<Command>& Commands() {
                   "decisions are dropped, and the next line says how many.\n\n"
                   "  --buffer N  decisions that may wait for this command, 1 to 65536\n"
                   "              (default: the service's, 4096)\n\n"
+                  "It follows NAME across upgrades and restarts: when a generation stops, it\n"
+                  "looks NAME up again and goes on with the next, saying so on stderr.\n\n"
                   "Not to be confused with 'watch', which prints nehostd's lifecycle events.",
        .run = RunDecisions},
       {.name = "watch",

@@ -140,6 +140,32 @@ TEST_F(FlowCommands, DecisionsPrintsEachDecisionUntilInterrupted) {
                         R"("remote_address":"192.0.2.9","remote_port":53},"kind":"flow"})"));
 }
 
+TEST_F(FlowCommands, DecisionsFollowsTheServiceAcrossAnUpgrade) {
+  const std::string log = root_ / "decisions.log";
+  Subprocess decisions(
+      {NehostctlBinary(), "--runtime-dir", nehostd_.runtime_dir, "decisions", kFilter, "--json"},
+      {}, log);
+  auto shows = [&](const std::string& address) {
+    return WaitUntil(
+        [&] {
+          nehostd_.Ctl({"evaluate", kFilter, "--address", address, "--port", "443"});
+          return ReadFileOrEmpty(log).find(address) != std::string::npos;
+        },
+        absl::Seconds(20));
+  };
+  ASSERT_TRUE(shows("192.0.2.1")) << ReadFileOrEmpty(log);
+
+  CommandResult upgraded = nehostd_.Ctl({"upgrade", kFilter});
+  ASSERT_EQ(upgraded.status.code, 0) << upgraded.err;
+
+  EXPECT_TRUE(shows("192.0.2.2")) << ReadFileOrEmpty(log);
+  EXPECT_THAT(ReadFileOrEmpty(log), HasSubstr("following the service's next generation"));
+  decisions.Signal(SIGINT);
+  std::optional<ExitStatus> exit = decisions.Wait(absl::Seconds(20));
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_EQ(exit->code, 0);
+}
+
 TEST(FlowCommandUsage, BadValuesAreUsageErrorsNamingTheFlag) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"flows", "add", kFilter, "x", "--port", "70000"}, "--port 70000 is not a number from 0"},
