@@ -33,12 +33,16 @@
 #include "common/unique_fd.h"
 #include "common/unix_socket.h"
 #include "nehost/filter/v1/filter.grpc.pb.h"
+#include "nehost/filter/v1/flow.grpc.pb.h"
+#include "nehost/filter/v1/stats.grpc.pb.h"
 #include "nehost/supervisor/v1/supervisor.grpc.pb.h"
 
 namespace nehost::agent {
 namespace {
 
 using filter::v1::Filter;
+using filter::v1::FilterStats;
+using filter::v1::FlowFilter;
 using filter::v1::ImportRulesResponse;
 using filter::v1::RemoveListResponse;
 
@@ -50,6 +54,11 @@ using supervisor::v1::Supervisor;
 // nehostd's lookup wait ends this long before the call's deadline, at most, so that its
 // answer has time to arrive.
 constexpr absl::Duration kLookupAnswerMargin = absl::Seconds(1);
+
+// decisions follows a service across its generations, but gives up after this many streams
+// in a row that ended before delivering anything, waiting this long before each new one.
+constexpr int kMostFruitlessReconnects = 10;
+constexpr absl::Duration kReconnectPause = absl::Milliseconds(50);
 
 // How often a terminal's progress line shows the time again.
 constexpr absl::Duration kProgressRefresh = absl::Milliseconds(100);
@@ -345,7 +354,7 @@ class FilterClient {
     context.set_deadline(absl::ToChronoTime(deadline));
     ImportRulesResponse response;
     std::unique_ptr<grpc::ClientWriter<filter::v1::ImportRulesRequest>> writer =
-        stub_->ImportRules(&context, &response);
+        stubs_.filter->ImportRules(&context, &response);
 
     filter::v1::ImportRulesRequest request;
     *request.mutable_header() = header;
@@ -358,9 +367,57 @@ class FilterClient {
     if (open) writer->WritesDone();
 
     CallResult result{writer->Finish(), absl::Now() >= deadline};
-    if (!result.status.ok()) return Explain(result);
+    if (!result.status.ok()) return Explain(result, Filter::service_full_name());
     if (file.bad()) return absl::DataLossError("read the file: an I/O error cut it short");
     return response;
+  }
+
+  absl::StatusOr<ListFlowRulesResponse> ListFlowRules() {
+    return Call(&FlowFilter::Stub::ListFlowRules, filter::v1::ListFlowRulesRequest(),
+                Retry::kOnUnavailable);
+  }
+
+  absl::StatusOr<AddFlowRuleResponse> AddFlowRule(const FlowRule& rule) {
+    filter::v1::AddFlowRuleRequest request;
+    *request.mutable_rule() = rule;
+    return Call(&FlowFilter::Stub::AddFlowRule, request, Retry::kNo);
+  }
+
+  absl::StatusOr<filter::v1::RemoveFlowRuleResponse> RemoveFlowRule(const std::string& rule) {
+    filter::v1::RemoveFlowRuleRequest request;
+    request.set_name(rule);
+    return Call(&FlowFilter::Stub::RemoveFlowRule, request, Retry::kNo);
+  }
+
+  absl::StatusOr<filter::v1::SetDefaultFlowActionResponse> SetDefaultFlowAction(
+      FlowRule::Action action) {
+    filter::v1::SetDefaultFlowActionRequest request;
+    request.set_action(action);
+    return Call(&FlowFilter::Stub::SetDefaultFlowAction, request, Retry::kNo);
+  }
+
+  // Evaluation changes nothing but counters, so it is tried again like a read.
+  absl::StatusOr<Verdict> EvaluateFlow(const Flow& flow) {
+    return Call(&FlowFilter::Stub::EvaluateFlow, flow, Retry::kOnUnavailable);
+  }
+
+  absl::StatusOr<StatsResponse> Stats() {
+    return Call(&FilterStats::Stub::Stats, filter::v1::StatsRequest(), Retry::kOnUnavailable);
+  }
+
+  // No deadline: the stream lasts as long as the user wants it.
+  absl::StatusOr<std::unique_ptr<grpc::ClientReader<Decision>>> WatchDecisions(
+      grpc::ClientContext* context, uint32_t buffer) {
+    if (absl::Status connected = Connect(absl::Now() + timeout_); !connected.ok()) {
+      return connected;
+    }
+    filter::v1::WatchDecisionsRequest request;
+    request.set_buffer(buffer);
+    return stubs_.flows->WatchDecisions(context, request);
+  }
+
+  absl::Status Explain(const grpc::Status& status) const {
+    return Explain(CallResult{status}, FlowFilter::service_full_name());
   }
 
  private:
@@ -384,27 +441,46 @@ class FilterClient {
     if (!dialed.ok()) return dialed.status();
     channel_ = std::move(dialed->channel);
     connection_ = std::move(dialed->connection);
-    stub_ = Filter::NewStub(channel_);
+    stubs_.filter = Filter::NewStub(channel_);
+    stubs_.flows = FlowFilter::NewStub(channel_);
+    stubs_.stats = FilterStats::NewStub(channel_);
     return absl::OkStatus();
   }
 
-  template <typename Request, typename Response>
-  absl::StatusOr<Response> Call(UnaryMethod<Filter::Stub, Request, Response> method,
-                                const Request& request, Retry retry) {
+  // The services of one filter, over one channel.
+  struct Stubs {
+    std::unique_ptr<Filter::Stub> filter;
+    std::unique_ptr<FlowFilter::Stub> flows;
+    std::unique_ptr<FilterStats::Stub> stats;
+
+    Filter::Stub& Of(Filter::Stub*) { return *filter; }
+    FlowFilter::Stub& Of(FlowFilter::Stub*) { return *flows; }
+    FilterStats::Stub& Of(FilterStats::Stub*) { return *stats; }
+
+    static const char* NameOf(Filter::Stub*) { return Filter::service_full_name(); }
+    static const char* NameOf(FlowFilter::Stub*) { return FlowFilter::service_full_name(); }
+    static const char* NameOf(FilterStats::Stub*) { return FilterStats::service_full_name(); }
+  };
+
+  template <typename Stub, typename Request, typename Response>
+  absl::StatusOr<Response> Call(UnaryMethod<Stub, Request, Response> method, const Request& request,
+                                Retry retry) {
     const absl::Time deadline = absl::Now() + timeout_;
     return WithRetries(
         retry, deadline,
         [&]() -> absl::StatusOr<Response> {
           if (absl::Status connected = Connect(deadline); !connected.ok()) return connected;
           Response response;
-          CallResult result = CallWithDeadline(*stub_, method, request, &response, deadline);
-          if (!result.status.ok()) return Explain(result);
+          Stub* const kind = nullptr;
+          CallResult result =
+              CallWithDeadline(stubs_.Of(kind), method, request, &response, deadline);
+          if (!result.status.ok()) return Explain(result, Stubs::NameOf(kind));
           return response;
         },
         [this] { return Broken(); });
   }
 
-  absl::Status Explain(const CallResult& result) const {
+  absl::Status Explain(const CallResult& result, const char* service) const {
     const grpc::StatusCode code = result.status.error_code();
     if (code == grpc::StatusCode::UNAVAILABLE) {
       std::optional<std::string> cause = WhyUnreachable(socket_);
@@ -415,8 +491,7 @@ class FilterClient {
           absl::StrCat(where_, " did not answer within ", absl::FormatDuration(timeout_)));
     }
     if (code == grpc::StatusCode::UNIMPLEMENTED) {
-      return absl::UnimplementedError(
-          absl::StrCat(where_, " does not serve ", Filter::service_full_name()));
+      return absl::UnimplementedError(absl::StrCat(where_, " does not serve ", service));
     }
     if (code == grpc::StatusCode::UNAVAILABLE) {
       return absl::UnavailableError(absl::StrCat(where_, ": ", result.status.error_message()));
@@ -430,7 +505,7 @@ class FilterClient {
   ExpectedListener expected_;
   std::shared_ptr<grpc::Channel> channel_;
   UniqueFd connection_;
-  std::unique_ptr<Filter::Stub> stub_;
+  Stubs stubs_;
 };
 
 ExitCode Fail(absl::string_view what, const absl::Status& status, Server server) {
@@ -781,6 +856,89 @@ ExitCode ImportRules(const GlobalOptions& options, const std::string& name,
   std::cout << FormatImport(name, path, *imported, options.format);
   if (options.format != OutputFormat::kJson) std::cerr << FormatImportErrors(path, *imported);
   return imported->committed() ? ExitCode::kOk : ExitCode::kFailure;
+}
+
+ExitCode ListFlowRules(const GlobalOptions& options, const std::string& name) {
+  return CallService(
+      options, "flows list", name, [](FilterClient& service) { return service.ListFlowRules(); },
+      [&](const ListFlowRulesResponse& rules) {
+        return FormatFlowRules(name, rules, options.format);
+      });
+}
+
+ExitCode AddFlowRule(const GlobalOptions& options, const std::string& name, const FlowRule& rule) {
+  return CallService(
+      options, "flows add", name, [&](FilterClient& service) { return service.AddFlowRule(rule); },
+      [&](const AddFlowRuleResponse& added) {
+        return FormatAddedFlowRule(name, added, options.format);
+      });
+}
+
+ExitCode RemoveFlowRule(const GlobalOptions& options, const std::string& name,
+                        const std::string& rule) {
+  return CallService(
+      options, "flows remove", name,
+      [&](FilterClient& service) { return service.RemoveFlowRule(rule); },
+      [&](const filter::v1::RemoveFlowRuleResponse& removed) {
+        return FormatRemovedFlowRule(name, rule, removed.removed(), options.format);
+      });
+}
+
+ExitCode SetDefaultFlowAction(const GlobalOptions& options, const std::string& name,
+                              FlowRule::Action action) {
+  return CallService(
+      options, "flows default", name,
+      [&](FilterClient& service) { return service.SetDefaultFlowAction(action); },
+      [&](const filter::v1::SetDefaultFlowActionResponse&) {
+        return FormatDefaultFlowAction(name, action, options.format);
+      });
+}
+
+ExitCode Evaluate(const GlobalOptions& options, const std::string& name, const Flow& flow) {
+  return CallService(
+      options, "evaluate", name, [&](FilterClient& service) { return service.EvaluateFlow(flow); },
+      [&](const Verdict& verdict) { return FormatVerdict(name, verdict, options.format); });
+}
+
+ExitCode ShowStats(const GlobalOptions& options, const std::string& name) {
+  return CallService(
+      options, "stats", name, [](FilterClient& service) { return service.Stats(); },
+      [&](const StatsResponse& stats) { return FormatStats(name, stats, options.format); });
+}
+
+ExitCode WatchDecisions(const GlobalOptions& options, const std::string& name, uint32_t buffer) {
+  const sigset_t interrupts = BlockInterrupts();
+  const std::string what = absl::StrCat("decisions ", name);
+  int fruitless = 0;
+  for (;;) {
+    // Looked up again each time: after an upgrade, the registry names the next generation.
+    absl::StatusOr<FilterClient> service = DialService(options, name);
+    if (!service.ok()) return Fail(what, service.status(), Server::kSupervisor);
+
+    grpc::ClientContext context;
+    CancelOnInterrupt canceller(&context, interrupts);
+    auto stream = service->WatchDecisions(&context, buffer);
+    if (!stream.ok()) return Fail(what, stream.status(), Server::kService);
+    bool delivered = false;
+    for (Decision decision; (*stream)->Read(&decision);) {
+      if (!decision.has_at()) *decision.mutable_at() = Now();
+      std::cout << FormatDecision(decision, options.format) << std::flush;
+      delivered = true;
+    }
+    grpc::Status ended = (*stream)->Finish();
+    if (ended.ok() || canceller.interrupted()) return ExitCode::kOk;
+
+    // A generation that stops ends its watchers; the next one serves the same name.
+    const bool generation_ended = ended.error_code() == grpc::StatusCode::CANCELLED ||
+                                  ended.error_code() == grpc::StatusCode::UNAVAILABLE;
+    fruitless = delivered ? 0 : fruitless + 1;
+    if (!generation_ended || fruitless > kMostFruitlessReconnects) {
+      return Fail(what, service->Explain(ended), Server::kService);
+    }
+    std::cerr << "nehostctl: " << what << ": the stream ended (" << ended.error_message()
+              << "); following the service's next generation\n";
+    absl::SleepFor(kReconnectPause);
+  }
 }
 
 ExitCode Watch(const GlobalOptions& options, const std::string& name) {

@@ -81,6 +81,23 @@ ExitCode ImportRules(const GlobalOptions& options, const std::string& name,
                      const filter::v1::ImportRulesHeader& header, const std::string& path);
 ExitCode RemoveList(const GlobalOptions& options, const std::string& name, const std::string& list);
 
+// The flow rules of a filter service (nehost.filter.v1.FlowFilter).
+ExitCode ListFlowRules(const GlobalOptions& options, const std::string& name);
+ExitCode AddFlowRule(const GlobalOptions& options, const std::string& name, const FlowRule& rule);
+ExitCode RemoveFlowRule(const GlobalOptions& options, const std::string& name,
+                        const std::string& rule);
+ExitCode SetDefaultFlowAction(const GlobalOptions& options, const std::string& name,
+                              FlowRule::Action action);
+// One flow's verdict and the rule that decided it. kOk whatever the verdict.
+ExitCode Evaluate(const GlobalOptions& options, const std::string& name, const Flow& flow);
+// Every counter of the service, its rule hits and histograms.
+ExitCode ShowStats(const GlobalOptions& options, const std::string& name);
+// The service's decisions as it makes them, through a queue of buffer decisions (0: the
+// service's default), until Ctrl-C; SIGINT and SIGTERM stay blocked, as for Watch. When a
+// generation stops (an upgrade, a restart), it looks the service up again and follows the
+// next one, saying so on stderr.
+ExitCode WatchDecisions(const GlobalOptions& options, const std::string& name, uint32_t buffer);
+
 // Replaces the current generation of name by one of to_version (empty: the version nehostd
 // picks), showing each step as nehostd reports it. The whole upgrade is bounded by the
 // timeout if the user gave one, else by kDefaultUpgradeTimeout. kUnavailable when the upgrade

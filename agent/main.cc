@@ -147,6 +147,154 @@ ExitCode RunRulesRemove(const GlobalOptions& options, const Arguments& arguments
   return RemoveRule(options, arguments.values[0], arguments.values[1], match);
 }
 
+// A number from 0 to max, or an error naming the flag.
+absl::StatusOr<uint32_t> ParseNumber(const std::string& flag, const std::string& text,
+                                     uint32_t max) {
+  uint32_t number = 0;
+  if (!absl::SimpleAtoi(text, &number) || number > max || text.empty() || text[0] == '+' ||
+      text[0] == '-') {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, " ", text, " is not a number from 0 to ", max));
+  }
+  return number;
+}
+
+// "443" or "1000-2000".
+absl::Status ParsePorts(const std::string& text, FlowRule* rule) {
+  const size_t dash = text.find('-');
+  absl::StatusOr<uint32_t> first = ParseNumber("--port", text.substr(0, dash), 65535);
+  if (!first.ok()) return first.status();
+  absl::StatusOr<uint32_t> last = first;
+  if (dash != std::string::npos) last = ParseNumber("--port", text.substr(dash + 1), 65535);
+  if (!last.ok()) return last.status();
+
+  rule->set_port_min(*first);
+  rule->set_port_max(*last);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Flow::Protocol> ParseProtocol(const std::string& text) {
+  if (text == "tcp") return Flow::TCP;
+  if (text == "udp") return Flow::UDP;
+  if (text == "icmp") return Flow::ICMP;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--protocol ", text, " is not one of tcp, udp, icmp"));
+}
+
+absl::StatusOr<Flow::Direction> ParseDirection(const std::string& text) {
+  if (text == "outbound") return Flow::OUTBOUND;
+  if (text == "inbound") return Flow::INBOUND;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--direction ", text, " is not outbound or inbound"));
+}
+
+// The criteria of flows add, from its flags; the filter checks their values.
+absl::StatusOr<FlowRule> FlowRuleFromFlags(const Arguments& arguments) {
+  FlowRule rule;
+  rule.set_name(arguments.values[1]);
+  rule.set_action(arguments.Has("--allow") ? FlowRule::ALLOW : FlowRule::DENY);
+  if (arguments.Has("--cidr")) {
+    for (absl::string_view cidr :
+         absl::StrSplit(arguments.Value("--cidr"), ',', absl::SkipEmpty())) {
+      rule.add_cidrs(std::string(cidr));
+    }
+  }
+  if (arguments.Has("--port")) {
+    absl::Status ports = ParsePorts(arguments.Value("--port"), &rule);
+    if (!ports.ok()) return ports;
+  }
+  if (arguments.Has("--protocol")) {
+    absl::StatusOr<Flow::Protocol> protocol = ParseProtocol(arguments.Value("--protocol"));
+    if (!protocol.ok()) return protocol.status();
+    rule.set_protocol(*protocol);
+  }
+  if (arguments.Has("--direction")) {
+    absl::StatusOr<Flow::Direction> direction = ParseDirection(arguments.Value("--direction"));
+    if (!direction.ok()) return direction.status();
+    rule.set_direction(*direction);
+  }
+  if (arguments.Has("--suffix") && !arguments.Has("--domain")) {
+    return absl::InvalidArgumentError("--suffix needs --domain");
+  }
+  rule.set_domain(arguments.Value("--domain"));
+  if (arguments.Has("--domain")) {
+    rule.set_domain_match(arguments.Has("--suffix") ? FlowRule::SUFFIX : FlowRule::EXACT);
+  }
+  rule.set_executable(arguments.Value("--executable"));
+  return rule;
+}
+
+ExitCode RunFlowsAdd(const GlobalOptions& options, const Arguments& arguments) {
+  absl::StatusOr<FlowRule> rule = FlowRuleFromFlags(arguments);
+  if (!rule.ok()) {
+    return UsageError(absl::StrCat("flows add: ", rule.status().message()), "flows add");
+  }
+  return AddFlowRule(options, arguments.values[0], *rule);
+}
+
+ExitCode RunFlowsDefault(const GlobalOptions& options, const Arguments& arguments) {
+  const std::string& action = arguments.values[1];
+  if (action != "allow" && action != "deny") {
+    return UsageError(absl::StrCat("flows default: ", action, " is not allow or deny"),
+                      "flows default");
+  }
+  return SetDefaultFlowAction(options, arguments.values[0],
+                              action == "allow" ? FlowRule::ALLOW : FlowRule::DENY);
+}
+
+// The flow evaluate describes, from its flags; the filter checks the address.
+absl::StatusOr<Flow> FlowFromFlags(const Arguments& arguments) {
+  Flow flow;
+  flow.set_protocol(Flow::TCP);
+  flow.set_direction(Flow::OUTBOUND);
+  if (arguments.Has("--protocol")) {
+    absl::StatusOr<Flow::Protocol> protocol = ParseProtocol(arguments.Value("--protocol"));
+    if (!protocol.ok()) return protocol.status();
+    flow.set_protocol(*protocol);
+  }
+  if (arguments.Has("--direction")) {
+    absl::StatusOr<Flow::Direction> direction = ParseDirection(arguments.Value("--direction"));
+    if (!direction.ok()) return direction.status();
+    flow.set_direction(*direction);
+  }
+  for (const auto& [flag, setter] : std::vector<std::pair<std::string, void (Flow::*)(uint32_t)>>{
+           {"--port", &Flow::set_remote_port}, {"--local-port", &Flow::set_local_port}}) {
+    if (!arguments.Has(flag)) continue;
+    absl::StatusOr<uint32_t> port = ParseNumber(flag, arguments.Value(flag), 65535);
+    if (!port.ok()) return port.status();
+    (flow.*setter)(*port);
+  }
+  if (arguments.Has("--pid")) {
+    absl::StatusOr<uint32_t> pid = ParseNumber("--pid", arguments.Value("--pid"), INT32_MAX);
+    if (!pid.ok()) return pid.status();
+    flow.set_pid(static_cast<int32_t>(*pid));
+  }
+  flow.set_remote_address(arguments.Value("--address"));
+  flow.set_hostname(arguments.Value("--hostname"));
+  flow.set_executable(arguments.Value("--executable"));
+  return flow;
+}
+
+ExitCode RunEvaluate(const GlobalOptions& options, const Arguments& arguments) {
+  absl::StatusOr<Flow> flow = FlowFromFlags(arguments);
+  if (!flow.ok()) {
+    return UsageError(absl::StrCat("evaluate: ", flow.status().message()), "evaluate");
+  }
+  return Evaluate(options, arguments.values[0], *flow);
+}
+
+ExitCode RunDecisions(const GlobalOptions& options, const Arguments& arguments) {
+  uint32_t buffer = 0;
+  if (arguments.Has("--buffer")) {
+    absl::StatusOr<uint32_t> parsed = ParseNumber("--buffer", arguments.Value("--buffer"), 65536);
+    if (!parsed.ok()) {
+      return UsageError(absl::StrCat("decisions: ", parsed.status().message()), "decisions");
+    }
+    buffer = *parsed;
+  }
+  return WatchDecisions(options, arguments.values[0], buffer);
+}
+
 // The exit statuses of the commands that report trouble with 4, for their help.
 constexpr char kUpgradeExits[] =
     "Exit status: 0 upgraded; 4 the upgrade failed and was rolled back (the service is\n"
@@ -239,6 +387,81 @@ const std::vector<Command>& Commands() {
        .details = "Removes the rules for DOMAIN from the filter service NAME: every rule of\n"
                   "DOMAIN, or only the one that --suffix or --exact names.",
        .run = RunRulesRemove},
+      {.name = "flows list",
+       .arguments = {"NAME"},
+       .summary = "list the flow rules of a filter service",
+       .details = "Lists the flow rules of the filter service NAME, and the action for flows\n"
+                  "that no rule matches. A flow that an allow rule matches is allowed, whatever\n"
+                  "deny rules match too.",
+       .run = [](O o, A a) { return ListFlowRules(o, a.values[0]); }},
+      {.name = "flows add",
+       .arguments = {"NAME", "RULE"},
+       .flags = {"--allow|--deny", "--cidr CIDRS", "--port PORTS", "--protocol PROTOCOL",
+                 "--direction DIRECTION", "--domain DOMAIN", "--suffix", "--executable PATH"},
+       .summary = "add or replace a flow rule",
+       .details = "Adds the flow rule RULE (1 to 64 of a-z, 0-9, '.', '_', '-') to the filter\n"
+                  "service NAME, replacing a rule of that name. Every criterion given must hold\n"
+                  "for the rule to match; none given matches every flow.\n\n"
+                  "  --allow, --deny          what the rule does (default: deny)\n"
+                  "  --cidr CIDRS             remote address in one of these, comma-separated:\n"
+                  "                           10.0.0.0/8,2001:db8::/32,192.0.2.7\n"
+                  "  --port PORTS             remote port, or range: 443, 6000-6999\n"
+                  "  --protocol PROTOCOL      tcp, udp or icmp\n"
+                  "  --direction DIRECTION    outbound or inbound\n"
+                  "  --domain DOMAIN          the flow's hostname is DOMAIN\n"
+                  "  --suffix                 ... or a name below DOMAIN\n"
+                  "  --executable PATH        the flow's process runs PATH (absolute); a PATH\n"
+                  "                           ending in / matches every executable below it",
+       .run = RunFlowsAdd},
+      {.name = "flows remove",
+       .arguments = {"NAME", "RULE"},
+       .summary = "remove a flow rule",
+       .details = "Removes the flow rule RULE from the filter service NAME.",
+       .run = [](O o, A a) { return RemoveFlowRule(o, a.values[0], a.values[1]); }},
+      {.name = "flows default",
+       .arguments = {"NAME", "ACTION"},
+       .summary = "set what happens to flows no rule matches",
+       .details = "Sets the action, allow or deny, for the flows that no flow rule of the\n"
+                  "filter service NAME matches.",
+       .run = RunFlowsDefault},
+      {.name = "evaluate",
+       .arguments = {"NAME"},
+       .flags = {"--protocol PROTOCOL", "--direction DIRECTION", "--address ADDRESS", "--port PORT",
+                 "--hostname HOST", "--local-port PORT", "--pid PID", "--executable PATH"},
+       .summary = "ask a filter service for one flow's verdict",
+       .details = "Asks the filter service NAME what it decides for one flow, and which rule\n"
+                  "decided it. The flow is counted and shown to decision watchers like any.\n\n"
+                  "  --protocol PROTOCOL    tcp (default), udp or icmp\n"
+                  "  --direction DIRECTION  outbound (default) or inbound\n"
+                  "  --address ADDRESS      the remote IPv4 or IPv6 address\n"
+                  "  --port PORT            the remote port\n"
+                  "  --hostname HOST        the name the flow was opened for\n"
+                  "  --local-port PORT      the local port\n"
+                  "  --pid PID, --executable PATH  the local process\n\n"
+                  "Exit status: 0 when the service answered, whatever the verdict.",
+       .run = RunEvaluate},
+      {.name = "stats",
+       .arguments = {"NAME"},
+       .summary = "show the counters of a filter service",
+       .details = "Shows every counter of the filter service NAME since it was first started:\n"
+                  "calls by method, flows and DNS queries by outcome, decisions by rule, and\n"
+                  "histograms. Upgrades keep them exactly; a crash keeps them up to the last\n"
+                  "checkpoint, written every 2 s.",
+       .run = [](O o, A a) { return ShowStats(o, a.values[0]); }},
+      {.name = "decisions",
+       .arguments = {"NAME"},
+       .flags = {"--buffer N"},
+       .summary = "print a filter service's decisions as it makes them",
+       .details = "Prints each decision of the filter service NAME (flow verdicts, and DNS\n"
+                  "queries) as it makes it, one line each, until Ctrl-C. The service never\n"
+                  "waits for this command: when it falls behind by more than the buffer,\n"
+                  "decisions are dropped, and the next line says how many.\n\n"
+                  "  --buffer N  decisions that may wait for this command, 1 to 65536\n"
+                  "              (default: the service's, 4096)\n\n"
+                  "It follows NAME across upgrades and restarts: when a generation stops, it\n"
+                  "looks NAME up again and goes on with the next, saying so on stderr.\n\n"
+                  "Not to be confused with 'watch', which prints nehostd's lifecycle events.",
+       .run = RunDecisions},
       {.name = "watch",
        .optional_argument = "NAME",
        .summary = "print lifecycle events as they happen",
@@ -307,9 +530,12 @@ const Command* FindCommand(const std::string& name) {
   return nullptr;
 }
 
-// How many leading words name the command: "rules" takes a second one.
+// Commands named by two words: "rules list", "flows add".
+bool IsGroup(const std::string& word) { return word == "rules" || word == "flows"; }
+
+// How many leading words name the command: a group's name takes a second one.
 size_t NameLength(const std::vector<std::string>& positional) {
-  return positional.size() >= 2 && positional[0] == "rules" ? 2 : 1;
+  return positional.size() >= 2 && IsGroup(positional[0]) ? 2 : 1;
 }
 
 std::string Synopsis(const Command& command) {
@@ -365,8 +591,8 @@ void PrintHelp(const po::options_description& globals) {
                "way; for doctor: something is wrong; for reexec: nehostd did not come back\n";
 }
 
-// 'nehostctl help TOPIC', 'nehostctl TOPIC --help'. A topic is a command or the "rules"
-// group.
+// 'nehostctl help TOPIC', 'nehostctl TOPIC --help'. A topic is a command or a group ("rules",
+// "flows").
 ExitCode Help(const std::vector<std::string>& topic_words, const po::options_description& globals) {
   const std::string topic = absl::StrJoin(topic_words, " ");
   if (topic.empty()) {
@@ -516,6 +742,9 @@ absl::StatusOr<const Command*> ResolveCommand(const std::vector<std::string>& po
   if (name == "rules") {
     return absl::InvalidArgumentError("rules: missing list, add, remove, import or remove-list");
   }
+  if (name == "flows") {
+    return absl::InvalidArgumentError("flows: missing list, add, remove or default");
+  }
   return absl::InvalidArgumentError(absl::StrCat("unknown command '", name, "'"));
 }
 
@@ -592,8 +821,8 @@ absl::StatusOr<Arguments> ReadArguments(const Command& command, const CommandLin
 ExitCode Dispatch(const CommandLine& line) {
   absl::StatusOr<const Command*> command = ResolveCommand(line.positional);
   if (!command.ok()) {
-    const bool in_rules = line.positional[0] == "rules";
-    return UsageError(command.status().message(), in_rules ? "rules" : "");
+    const bool in_group = IsGroup(line.positional[0]);
+    return UsageError(command.status().message(), in_group ? line.positional[0] : "");
   }
   absl::StatusOr<Arguments> arguments = ReadArguments(**command, line);
   if (!arguments.ok()) return UsageError(arguments.status().message(), (*command)->name);

@@ -386,6 +386,126 @@ Rows ExitRows(const Registration& registration) {
   return rows;
 }
 
+Struct FlowRuleObject(const FlowRule& rule) {
+  Struct object;
+  Set(object, "name", Text(rule.name()));
+  Set(object, "action", Text(FlowActionName(rule.action())));
+  if (rule.cidrs_size() > 0) {
+    Value cidrs;
+    google::protobuf::ListValue* list = cidrs.mutable_list_value();
+    for (const std::string& cidr : rule.cidrs()) *list->add_values() = Text(cidr);
+    Set(object, "cidrs", std::move(cidrs));
+  }
+  if (rule.port_max() != 0) {
+    Set(object, "port_min", Number(rule.port_min()));
+    Set(object, "port_max", Number(rule.port_max()));
+  }
+  if (rule.protocol() != Flow::PROTOCOL_UNSPECIFIED) {
+    Set(object, "protocol", Text(ProtocolName(rule.protocol())));
+  }
+  if (rule.direction() != Flow::DIRECTION_UNSPECIFIED) {
+    Set(object, "direction", Text(DirectionName(rule.direction())));
+  }
+  if (!rule.domain().empty()) {
+    Set(object, "domain", Text(rule.domain()));
+    Set(object, "domain_match", Text(rule.domain_match() == FlowRule::SUFFIX ? "suffix" : "exact"));
+  }
+  if (!rule.executable().empty()) Set(object, "executable", Text(rule.executable()));
+  return object;
+}
+
+Struct FlowObject(const Flow& flow) {
+  Struct object;
+  Set(object, "id", Number(flow.id()));
+  Set(object, "protocol", Text(ProtocolName(flow.protocol())));
+  Set(object, "direction", Text(DirectionName(flow.direction())));
+  if (!flow.remote_address().empty()) Set(object, "remote_address", Text(flow.remote_address()));
+  if (flow.remote_port() != 0) Set(object, "remote_port", Number(flow.remote_port()));
+  if (!flow.hostname().empty()) Set(object, "hostname", Text(flow.hostname()));
+  if (flow.local_port() != 0) Set(object, "local_port", Number(flow.local_port()));
+  if (flow.pid() != 0) Set(object, "pid", Number(flow.pid()));
+  if (!flow.executable().empty()) Set(object, "executable", Text(flow.executable()));
+  return object;
+}
+
+Struct DnsObject(const filter::v1::DnsQuery& query) {
+  Struct object;
+  Set(object, "client", Text(query.client()));
+  Set(object, "name", Text(query.name()));
+  Set(object, "type", Text(query.type()));
+  Set(object, "outcome", Text(query.outcome()));
+  if (!query.rcode().empty()) Set(object, "rcode", Text(query.rcode()));
+  Set(object, "upstream_latency_us", Number(query.upstream_latency_us()));
+  return object;
+}
+
+template <typename Map>
+Value CountsObject(const Map& counts) {
+  Struct object;
+  for (const auto& [name, count] : counts) Set(object, name, Number(count));
+  return Object(std::move(object));
+}
+
+template <typename Repeated>
+Value NumberList(const Repeated& numbers) {
+  Value value;
+  google::protobuf::ListValue* list = value.mutable_list_value();
+  for (uint64_t number : numbers) *list->add_values() = Number(number);
+  return value;
+}
+
+Struct HistogramObject(const filter::v1::Histogram& histogram) {
+  Struct object;
+  Set(object, "name", Text(histogram.name()));
+  Set(object, "upper_bounds", NumberList(histogram.upper_bounds()));
+  Set(object, "counts", NumberList(histogram.counts()));
+  Set(object, "count", Number(histogram.count()));
+  Set(object, "sum", Number(histogram.sum()));
+  return object;
+}
+
+template <typename Map>
+Rows SortedRows(const Map& counts) {
+  std::vector<std::pair<std::string, uint64_t>> sorted(counts.begin(), counts.end());
+  std::sort(sorted.begin(), sorted.end());
+  Rows rows;
+  for (const auto& [name, count] : sorted) rows.push_back({name, absl::StrCat(count)});
+  return rows;
+}
+
+// "<=10:3 <=100:0 >100:1"
+std::string BucketsText(const filter::v1::Histogram& histogram) {
+  std::vector<std::string> buckets;
+  for (int i = 0; i < histogram.counts_size(); ++i) {
+    const std::string bound =
+        i < histogram.upper_bounds_size()
+            ? absl::StrCat("<=", histogram.upper_bounds(i))
+            : absl::StrCat(">",
+                           histogram.upper_bounds_size() == 0 ? 0 : histogram.upper_bounds(i - 1));
+    buckets.push_back(absl::StrCat(bound, ":", histogram.counts(i)));
+  }
+  return absl::StrJoin(buckets, " ");
+}
+
+// "tcp outbound 10.0.0.1:443 host example.com executable /usr/bin/curl"
+std::string FlowText(const Flow& flow) {
+  std::vector<std::string> words = {absl::StrCat("flow ", flow.id())};
+  if (flow.protocol() != Flow::PROTOCOL_UNSPECIFIED) words.push_back(ProtocolName(flow.protocol()));
+  if (flow.direction() != Flow::DIRECTION_UNSPECIFIED) {
+    words.push_back(DirectionName(flow.direction()));
+  }
+  if (!flow.remote_address().empty()) {
+    const bool v6 = flow.remote_address().find(':') != std::string::npos;
+    words.push_back(v6 ? absl::StrCat("[", OneLine(flow.remote_address()), "]:", flow.remote_port())
+                       : absl::StrCat(OneLine(flow.remote_address()), ":", flow.remote_port()));
+  }
+  if (!flow.hostname().empty()) words.push_back(absl::StrCat("host ", OneLine(flow.hostname())));
+  if (!flow.executable().empty()) {
+    words.push_back(absl::StrCat("executable ", OneLine(flow.executable())));
+  }
+  return absl::StrJoin(words, " ");
+}
+
 std::string ServiceName(const std::string& name, const StatusResponse& status) {
   return status.service().empty() ? name : status.service();
 }
@@ -662,6 +782,163 @@ std::string FormatReexecEnded(int32_t pid, std::optional<absl::Duration> back_af
   return absl::StrCat("nehostd is back after ", absl::ToInt64Milliseconds(*back_after), " ms\n");
 }
 
+std::string FlowRuleCriteria(const FlowRule& rule) {
+  std::vector<std::string> words;
+  if (rule.protocol() != Flow::PROTOCOL_UNSPECIFIED) words.push_back(ProtocolName(rule.protocol()));
+  if (rule.direction() != Flow::DIRECTION_UNSPECIFIED) {
+    words.push_back(DirectionName(rule.direction()));
+  }
+  if (rule.port_max() != 0) {
+    words.push_back(rule.port_min() == rule.port_max()
+                        ? absl::StrCat("port ", rule.port_min())
+                        : absl::StrCat("ports ", rule.port_min(), "-", rule.port_max()));
+  }
+  if (rule.cidrs_size() > 0)
+    words.push_back(absl::StrCat("cidr ", absl::StrJoin(rule.cidrs(), ",")));
+  if (!rule.domain().empty()) {
+    words.push_back(absl::StrCat("domain ", rule.domain_match() == FlowRule::SUFFIX ? "*." : "",
+                                 rule.domain()));
+  }
+  if (!rule.executable().empty()) words.push_back(absl::StrCat("executable ", rule.executable()));
+  if (words.empty()) return "any flow";
+  return absl::StrJoin(words, " ");
+}
+
+std::string FormatFlowRules(const std::string& name, const ListFlowRulesResponse& rules,
+                            OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    Struct object;
+    Set(object, "service", Text(name));
+    Set(object, "default_action", Text(FlowActionName(rules.default_action())));
+    Set(object, "rules", ListOf(rules.rules(), FlowRuleObject));
+    return JsonLine(object);
+  }
+
+  Rows rows = {{"NAME", "ACTION", "CRITERIA"}};
+  for (const FlowRule& rule : rules.rules()) {
+    rows.push_back({rule.name(), FlowActionName(rule.action()), OneLine(FlowRuleCriteria(rule))});
+  }
+  return absl::StrCat(Columns(rows), "default: ", FlowActionName(rules.default_action()), "\n");
+}
+
+std::string FormatAddedFlowRule(const std::string& name, const AddFlowRuleResponse& added,
+                                OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    Struct object;
+    Set(object, "service", Text(name));
+    Set(object, "added", Boolean(added.added()));
+    Set(object, "rule", Object(FlowRuleObject(added.rule())));
+    return JsonLine(object);
+  }
+
+  const char* what = added.added() ? "added flow rule " : "flow rule already in force: ";
+  return absl::StrCat(what, added.rule().name(), ": ", FlowActionName(added.rule().action()), " ",
+                      OneLine(FlowRuleCriteria(added.rule())), "\n");
+}
+
+std::string FormatRemovedFlowRule(const std::string& name, const std::string& rule, bool removed,
+                                  OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    Struct object;
+    Set(object, "service", Text(name));
+    Set(object, "rule", Text(rule));
+    Set(object, "removed", Boolean(removed));
+    return JsonLine(object);
+  }
+  if (!removed) return absl::StrCat("no flow rule named ", OneLine(rule), "\n");
+  return absl::StrCat("removed flow rule ", OneLine(rule), "\n");
+}
+
+std::string FormatDefaultFlowAction(const std::string& name, FlowRule::Action action,
+                                    OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    Struct object;
+    Set(object, "service", Text(name));
+    Set(object, "default_action", Text(FlowActionName(action)));
+    return JsonLine(object);
+  }
+  return absl::StrCat("default flow action of ", name, ": ", FlowActionName(action), "\n");
+}
+
+std::string FormatVerdict(const std::string& name, const Verdict& verdict, OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    Struct object;
+    Set(object, "service", Text(name));
+    Set(object, "flow_id", Number(verdict.flow_id()));
+    Set(object, "action", Text(FlowActionName(verdict.action())));
+    if (!verdict.rule().empty()) Set(object, "rule", Text(verdict.rule()));
+    return JsonLine(object);
+  }
+  const std::string why =
+      verdict.rule().empty() ? "default action" : absl::StrCat("rule ", OneLine(verdict.rule()));
+  return absl::StrCat(FlowActionName(verdict.action()), " (", why, ")\n");
+}
+
+std::string FormatStats(const std::string& name, const StatsResponse& stats, OutputFormat format) {
+  if (format == OutputFormat::kJson) {
+    Struct object;
+    Set(object, "service", Text(name));
+    Set(object, "calls", CountsObject(stats.calls()));
+    Set(object, "counters", CountsObject(stats.counters()));
+    Set(object, "rule_hits", CountsObject(stats.rule_hits()));
+    Set(object, "histograms", ListOf(stats.histograms(), HistogramObject));
+    if (stats.has_last_checkpoint()) Set(object, "last_checkpoint", Time(stats.last_checkpoint()));
+    return JsonLine(object);
+  }
+
+  std::string text = absl::StrCat("service: ", name, "\n");
+  if (stats.has_last_checkpoint()) {
+    absl::StrAppend(&text, "last checkpoint: ", TimeUtil::ToString(stats.last_checkpoint()), "\n");
+  }
+  absl::StrAppend(&text, "\n", Section("calls", SortedRows(stats.calls())));
+  absl::StrAppend(&text, "\n", Section("counters", SortedRows(stats.counters())));
+  absl::StrAppend(&text, "\n", Section("rule hits", SortedRows(stats.rule_hits())));
+  Rows histograms;
+  for (const filter::v1::Histogram& histogram : stats.histograms()) {
+    histograms.push_back({histogram.name(), absl::StrCat("count ", histogram.count()),
+                          absl::StrCat("sum ", histogram.sum()), BucketsText(histogram)});
+  }
+  absl::StrAppend(&text, "\n", Section("histograms", histograms));
+  return text;
+}
+
+std::string FormatDecision(const Decision& decision, OutputFormat format) {
+  const Verdict& verdict = decision.verdict();
+  if (format == OutputFormat::kJson) {
+    Struct object;
+    Set(object, "at", Time(decision.at()));
+    Set(object, "kind", Text(decision.has_dns() ? "dns" : "flow"));
+    Set(object, "action", Text(FlowActionName(verdict.action())));
+    if (!verdict.rule().empty()) Set(object, "rule", Text(verdict.rule()));
+    if (!verdict.error().empty()) Set(object, "error", Text(verdict.error()));
+    if (decision.dropped_before() != 0) {
+      Set(object, "dropped_before", Number(decision.dropped_before()));
+    }
+    if (decision.has_dns()) {
+      Set(object, "dns", Object(DnsObject(decision.dns())));
+    } else {
+      Set(object, "flow", Object(FlowObject(decision.flow())));
+    }
+    return JsonLine(object);
+  }
+
+  std::vector<std::string> parts = {ClockTime(decision.at())};
+  if (decision.dropped_before() != 0) {
+    parts.push_back(absl::StrCat("(", decision.dropped_before(), " decisions dropped)"));
+  }
+  parts.push_back(verdict.error().empty() ? FlowActionName(verdict.action()) : "error");
+  if (decision.has_dns()) {
+    const filter::v1::DnsQuery& query = decision.dns();
+    parts.push_back(absl::StrCat("dns ", OneLine(query.name()), " ", OneLine(query.type()), " ",
+                                 OneLine(query.outcome()), " from ", OneLine(query.client())));
+  } else {
+    parts.push_back(FlowText(decision.flow()));
+  }
+  if (!verdict.rule().empty()) parts.push_back(absl::StrCat("rule ", OneLine(verdict.rule())));
+  if (!verdict.error().empty()) parts.push_back(OneLine(verdict.error()));
+  return absl::StrCat(absl::StrJoin(parts, "  "), "\n");
+}
+
 std::string ClockTime(const Timestamp& at) {
   return absl::FormatTime("%H:%M:%E3S", ToTime(at), absl::UTCTimeZone());
 }
@@ -743,6 +1020,47 @@ std::string MatchName(Rule::Match match) {
       return "exact";
     default:
       return absl::StrCat("match_", static_cast<int>(match));
+  }
+}
+
+std::string FlowActionName(FlowRule::Action action) {
+  switch (action) {
+    case FlowRule::ALLOW:
+      return "allow";
+    case FlowRule::DENY:
+      return "deny";
+    case FlowRule::ACTION_UNSPECIFIED:
+      return "none";
+    default:
+      return absl::StrCat("action_", static_cast<int>(action));
+  }
+}
+
+std::string ProtocolName(Flow::Protocol protocol) {
+  switch (protocol) {
+    case Flow::TCP:
+      return "tcp";
+    case Flow::UDP:
+      return "udp";
+    case Flow::ICMP:
+      return "icmp";
+    case Flow::PROTOCOL_UNSPECIFIED:
+      return "any";
+    default:
+      return absl::StrCat("protocol_", static_cast<int>(protocol));
+  }
+}
+
+std::string DirectionName(Flow::Direction direction) {
+  switch (direction) {
+    case Flow::OUTBOUND:
+      return "outbound";
+    case Flow::INBOUND:
+      return "inbound";
+    case Flow::DIRECTION_UNSPECIFIED:
+      return "any";
+    default:
+      return absl::StrCat("direction_", static_cast<int>(direction));
   }
 }
 

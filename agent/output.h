@@ -29,6 +29,24 @@
 //                    no stray)
 //   reexec:          pid (of nehostd), back (whether it answered again in time), and
 //                    "back_after_ms" when it did
+//   flows list:      {"service", "default_action", "rules": [flow rule objects]}
+//   flows add:       {"service", "added" (false when already in force), "rule": flow rule}
+//   flows remove:    {"service", "rule" (the name), "removed"}
+//   flows default:   {"service", "default_action"}
+//   evaluate:        service, flow_id, action ("allow", "deny"), and "rule" when a rule
+//                    decided (none: the default action did)
+//   stats:           service, calls ({method: count}), counters ({name: count}), rule_hits
+//                    ({"flow/NAME": count}), histograms ([{name, upper_bounds, counts, count,
+//                    sum}]), and "last_checkpoint" when one was written
+//   decisions, per line: at, kind ("flow", "dns"), action, "rule" and "error" when set,
+//                    "dropped_before" when not 0, and "flow" (a flow object) or "dns" (client,
+//                    name, type, outcome, rcode, upstream_latency_us)
+//
+//   flow rule object: name, action, and when set: cidrs, port_min, port_max, protocol ("tcp",
+//                    "udp", "icmp"), direction ("outbound", "inbound"), domain, domain_match
+//                    ("exact", "suffix"), executable
+//   flow object:     id, protocol, direction, and when set: remote_address, remote_port,
+//                    hostname, local_port, pid, executable
 //
 //   rule object:     domain, action ("deny", "allow"), match ("exact", "suffix")
 //   exit object:     generation, pid, reason, and "signal" when a signal ended it, else
@@ -46,19 +64,28 @@
 
 #include "absl/time/time.h"
 #include "nehost/filter/v1/filter.pb.h"
+#include "nehost/filter/v1/flow.pb.h"
+#include "nehost/filter/v1/stats.pb.h"
 #include "nehost/supervisor/v1/supervisor.pb.h"
 
 namespace nehost::agent {
 
+using filter::v1::AddFlowRuleResponse;
 using filter::v1::AddRuleResponse;
+using filter::v1::Decision;
+using filter::v1::Flow;
+using filter::v1::FlowRule;
 using filter::v1::ImportLineError;
 using filter::v1::ImportRulesResponse;
+using filter::v1::ListFlowRulesResponse;
 using filter::v1::ListRulesResponse;
 using filter::v1::RemoveListResponse;
 using filter::v1::RemoveRuleResponse;
 using filter::v1::Rule;
 using filter::v1::RuleList;
+using filter::v1::StatsResponse;
 using filter::v1::StatusResponse;
+using filter::v1::Verdict;
 using supervisor::v1::DoctorResponse;
 using supervisor::v1::Event;
 using supervisor::v1::GenerationRecord;
@@ -129,6 +156,25 @@ std::string FormatReexecStarted(int32_t pid);
 std::string FormatReexecEnded(int32_t pid, std::optional<absl::Duration> back_after,
                               OutputFormat format);
 
+// A table NAME ACTION CRITERIA, then the default action.
+std::string FormatFlowRules(const std::string& name, const ListFlowRulesResponse& rules,
+                            OutputFormat format);
+std::string FormatAddedFlowRule(const std::string& name, const AddFlowRuleResponse& added,
+                                OutputFormat format);
+std::string FormatRemovedFlowRule(const std::string& name, const std::string& rule, bool removed,
+                                  OutputFormat format);
+std::string FormatDefaultFlowAction(const std::string& name, FlowRule::Action action,
+                                    OutputFormat format);
+// "deny (rule no-telnet)", "allow (default action)".
+std::string FormatVerdict(const std::string& name, const Verdict& verdict, OutputFormat format);
+// Sections: calls, counters, rule hits, histograms; names sorted.
+std::string FormatStats(const std::string& name, const StatsResponse& stats, OutputFormat format);
+// Exactly one line; the table starts with the decision's time, HH:MM:SS.mmm in UTC.
+std::string FormatDecision(const Decision& decision, OutputFormat format);
+// "tcp outbound port 443 cidr 10.0.0.0/8 domain *.example.com executable /usr/bin/curl", or
+// "any flow".
+std::string FlowRuleCriteria(const FlowRule& rule);
+
 // HH:MM:SS.mmm in UTC.
 std::string ClockTime(const google::protobuf::Timestamp& at);
 
@@ -138,5 +184,8 @@ std::string StopReasonName(StopReason reason);
 std::string RoleName(GenerationRecord::Role role);
 std::string ActionName(Rule::Action action);
 std::string MatchName(Rule::Match match);
+std::string FlowActionName(FlowRule::Action action);
+std::string ProtocolName(Flow::Protocol protocol);
+std::string DirectionName(Flow::Direction direction);
 
 }  // namespace nehost::agent

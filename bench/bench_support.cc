@@ -252,7 +252,7 @@ absl::Status Host::MakeFolders() const {
 absl::Status Host::Spawn() {
   absl::StatusOr<Child> process =
       bench::Spawn({nehostd_path_, "--config-dir", config_dir_, "--runtime-dir", runtime_dir_,
-                    "--state-dir", state_dir_},
+                    "--state-dir", state_dir_, "--default-dns-listen", "none"},
                    log_path_);
   if (!process.ok()) return process.status();
   process_ = *std::move(process);

@@ -642,10 +642,10 @@ absl::StatusOr<Path> StartNehost(Fleet* fleet, MessageSizes* sizes) {
   for (const char* folder : {"/etc", "/run", "/state"}) {
     if (absl::Status made = MakeDirs(fleet->dir + folder); !made.ok()) return made;
   }
-  absl::StatusOr<Child> nehostd =
-      Spawn({NEHOSTD_PATH, "--config-dir", fleet->dir + "/etc", "--runtime-dir",
-             fleet->dir + "/run", "--state-dir", fleet->dir + "/state"},
-            log_path);
+  absl::StatusOr<Child> nehostd = Spawn(
+      {NEHOSTD_PATH, "--config-dir", fleet->dir + "/etc", "--runtime-dir", fleet->dir + "/run",
+       "--state-dir", fleet->dir + "/state", "--default-dns-listen", "none"},
+      log_path);
   if (!nehostd.ok()) return nehostd.status();
   fleet->nehostd = *std::move(nehostd);
 

@@ -25,21 +25,31 @@ namespace nehost {
 namespace {
 
 // Lives exactly as long as one call: gRPC creates it when the call starts and destroys it
-// when the call is done, whichever way it ends.
+// when the call is done, whichever way it ends. gRPC 1.51 makes it before the call's peer is
+// known ("" then), so the call is counted against its connection at the first hook, before
+// the handler runs.
 class CountingInterceptor : public grpc::experimental::Interceptor {
  public:
-  CountingInterceptor(ConnectionTable* connections, int fd) : connections_(connections), fd_(fd) {
-    connections_->CallStarted(fd_);
+  CountingInterceptor(ConnectionTable* connections, grpc::experimental::ServerRpcInfo* info)
+      : connections_(connections), info_(info) {}
+  ~CountingInterceptor() override {
+    if (counted_) connections_->CallEnded(fd_);
   }
-  ~CountingInterceptor() override { connections_->CallEnded(fd_); }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (!counted_) {
+      fd_ = ConnectionOf(info_->server_context()->peer());
+      connections_->CallStarted(fd_);
+      counted_ = true;
+    }
     methods->Proceed();
   }
 
  private:
   ConnectionTable* connections_;
-  int fd_;
+  grpc::experimental::ServerRpcInfo* info_;
+  bool counted_ = false;
+  int fd_ = -1;
 };
 
 class CountingInterceptorFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
@@ -47,7 +57,7 @@ class CountingInterceptorFactory : public grpc::experimental::ServerInterceptorF
   explicit CountingInterceptorFactory(ConnectionTable* connections) : connections_(connections) {}
   grpc::experimental::Interceptor* CreateServerInterceptor(
       grpc::experimental::ServerRpcInfo* info) override {
-    return new CountingInterceptor(connections_, ConnectionOf(info->server_context()->peer()));
+    return new CountingInterceptor(connections_, info);
   }
 
  private:

@@ -70,9 +70,33 @@ ControlServer::~ControlServer() {
 
 void ControlServer::Stop() {
   if (!thread_.joinable()) return;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
   uint64_t one = 1;
   [[maybe_unused]] ssize_t written = ::write(wake_.get(), &one, sizeof one);
   thread_.join();
+
+  std::list<ConnectionThread> connections;
+  {
+    absl::MutexLock lock(&mu_);
+    connections.swap(connections_);
+  }
+  for (ConnectionThread& connection : connections) connection.thread.join();
+}
+
+void ControlServer::JoinFinishedConnections() {
+  std::list<ConnectionThread> finished;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = connections_.begin(); it != connections_.end();) {
+      auto next = std::next(it);
+      if (it->done) finished.splice(finished.end(), connections_, it);
+      it = next;
+    }
+  }
+  for (ConnectionThread& connection : finished) connection.thread.join();
 }
 
 void ControlServer::RemoveSocketFile() {
@@ -85,11 +109,29 @@ void ControlServer::RemoveSocketFile() {
   }
 }
 
+bool ControlServer::WaitForSlot() {
+  absl::MutexLock lock(&mu_);
+  auto free = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return serving_ < kMaxControlConnections || stopping_;
+  };
+  mu_.Await(absl::Condition(&free));
+  return !stopping_;
+}
+
 void ControlServer::Run() {
-  while (WaitReadable(listener_.get())) {
+  while (WaitForSlot() && WaitReadable(listener_.get())) {
     UniqueFd connection(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (connection) {
-      Serve(std::move(connection));
+      JoinFinishedConnections();
+      absl::MutexLock lock(&mu_);
+      ++serving_;
+      ConnectionThread& started = connections_.emplace_back();
+      started.thread = std::thread([this, &started, fd = connection.Release()] {
+        Serve(UniqueFd(fd));
+        absl::MutexLock lock(&mu_);
+        --serving_;
+        started.done = true;
+      });
       continue;
     }
     if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) continue;

@@ -3,9 +3,11 @@
 // says), on the Unix socket that NEHOST_CONTROL_SOCKET names.
 //
 // The generation binds and listens itself, before it sends READY=1, so that SO_PEERCRED on
-// nehostd's connection names this process. One thread serves one connection at a time and
-// its requests in order, until the peer closes; a later nehostd (after a restart of its own)
-// is served the same way. A frame that is not a request closes that connection only.
+// nehostd's connection names this process. Each connection gets a thread of its own that
+// serves its requests in order until the peer closes, so that an upgrade holding one open
+// for its handoff does not keep `nehostctl doctor`'s health check or a restarted nehostd
+// waiting; at most kMaxControlConnections are served at once, and more wait in the backlog.
+// A frame that is not a request closes that connection only.
 //
 // What each request does is the ControlHandler's business; it runs on the server's thread.
 // The handler must outlive the server. Stop and the destructor block until the request in
@@ -14,12 +16,14 @@
 
 #include <sys/types.h>
 
+#include <list>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/unique_fd.h"
 #include "nehost/supervisor/v1/control.pb.h"
@@ -47,6 +51,8 @@ class ControlHandler {
   virtual void Drained() = 0;
 };
 
+inline constexpr int kMaxControlConnections = 4;
+
 class ControlServer {
  public:
   // Binds path with mode 0600, listens and starts serving on a thread of its own.
@@ -67,6 +73,9 @@ class ControlServer {
   ControlServer(std::string path, UniqueFd listener, ControlHandler* handler);
 
   void Run();
+  // Waits for a free connection slot; false when the server is stopping.
+  bool WaitForSlot();
+  void JoinFinishedConnections();
   void Serve(UniqueFd connection);
   bool ServeOneRequest(int connection);
   ControlResponse Dispatch(const ControlRequest& request, std::vector<int>* fds);
@@ -80,8 +89,20 @@ class ControlServer {
   dev_t device_ = 0;
   ino_t inode_ = 0;
   ControlHandler* const handler_;
+  // Written once, by Stop, and never read: every poll of every thread sees it from then on.
   UniqueFd wake_;
   std::thread thread_;
+
+  absl::Mutex mu_;
+  int serving_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // The threads of the connections, served or being served; the finished ones are joined
+  // as the next connection starts.
+  struct ConnectionThread {
+    std::thread thread;
+    bool done = false;
+  };
+  std::list<ConnectionThread> connections_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace nehost::filter

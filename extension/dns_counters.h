@@ -2,12 +2,15 @@
 // by outcome, malformed packets dropped, bad upstream answers, hits of each rule and list, and
 // a histogram of upstream latency.
 //
-// The counters travel as a map of name to count, "dns." names only, so that they can sit in
-// the same map as the other counters of the service: CopyTo writes them, Add adds another
-// generation's back (anything not named "dns." is left alone).
+// The counts live in the filter's CounterSet, under "dns/NAME", "dns/upstream_latency_us" and
+// "rule_hits/dns/RULE", so that they travel with every other counter: handed to the next
+// generation on an upgrade, checkpointed against a crash, and listed by Stats. DnsCounters
+// only keeps the pointers, so that a packet costs an atomic add and no lookup by name.
+// CopyTo writes them into Status's map in the flat "dns." form.
 //
-// Thread safe. The scalar counters are relaxed atomics, so that the data-plane threads never
-// take a lock per packet; rule hits are added in batches under a short lock.
+// Thread safe. The scalar counters and the histogram are relaxed atomics, so that the
+// data-plane threads never take a lock per packet; rule hits are added in batches, each
+// taking the set's short lock once.
 #pragma once
 
 #include <array>
@@ -15,15 +18,17 @@
 #include <cstdint>
 #include <string>
 
-#include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "extension/counters.h"
 #include "extension/method_counters.h"
 
 namespace nehost::filter {
 
 class DnsCounters {
  public:
+  // set must outlive this object.
+  explicit DnsCounters(CounterSet* set);
+
   enum Counter : size_t {
     // Queries read and parsed, whatever became of them.
     kQueries,
@@ -50,13 +55,11 @@ class DnsCounters {
   };
 
   // The upper bounds of the latency buckets, in microseconds; the last bucket is unbounded.
-  static constexpr std::array<int64_t, 12> kLatencyBoundsUs = {
+  static constexpr std::array<uint64_t, 12> kLatencyBoundsUs = {
       250, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 250000, 500000, 1000000};
 
-  void Increment(Counter counter, uint64_t by = 1) {
-    counts_[counter].fetch_add(by, std::memory_order_relaxed);
-  }
-  uint64_t Get(Counter counter) const { return counts_[counter].load(std::memory_order_relaxed); }
+  void Increment(Counter counter, uint64_t by = 1) { counts_[counter]->Add(by); }
+  uint64_t Get(Counter counter) const { return counts_[counter]->value(); }
 
   void RecordUpstreamLatency(absl::Duration latency);
 
@@ -64,18 +67,14 @@ class DnsCounters {
   void AddRuleHits(const std::string& rule, uint64_t hits);
   uint64_t RuleHits(const std::string& rule) const;
 
-  // Sets the "dns." entries of *counts to this process's totals, keeping the others.
+  // Sets the "dns." entries of *counts to the service's totals, keeping the others:
+  // "dns.queries", "dns.hits.RULE", "dns.upstream_latency_us.le_BOUND" and so on.
   void CopyTo(CounterMap* counts) const;
-  // Adds the "dns." entries of counts: another generation's totals. A sum that would overflow
-  // stays at the largest value.
-  void Add(const CounterMap& counts);
 
  private:
-  std::array<std::atomic<uint64_t>, kCounterCount> counts_{};
-  std::array<std::atomic<uint64_t>, kLatencyBoundsUs.size() + 1> latency_{};
-
-  mutable absl::Mutex mu_;
-  absl::flat_hash_map<std::string, uint64_t> rule_hits_ ABSL_GUARDED_BY(mu_);
+  CounterSet* const set_;
+  std::array<nehost::filter::Counter*, kCounterCount> counts_{};
+  Histogram* latency_;
 };
 
 }  // namespace nehost::filter

@@ -73,7 +73,8 @@ grpc::Status FilterService::Allow(const grpc::ServerContext& context, Access acc
 
 grpc::Status FilterService::Status(grpc::ServerContext* context, const v1::StatusRequest*,
                                    v1::StatusResponse* response) {
-  if (grpc::Status allowed = Allow(*context, Access::kRead, "Status"); !allowed.ok()) return allowed;
+  if (grpc::Status allowed = Allow(*context, Access::kRead, "Status"); !allowed.ok())
+    return allowed;
   counters_->Increment(kStatusMethod);
   auto uptime = std::chrono::steady_clock::now() - instance_.started;
 
@@ -90,7 +91,8 @@ grpc::Status FilterService::Status(grpc::ServerContext* context, const v1::Statu
 
 grpc::Status FilterService::ListRules(grpc::ServerContext* context, const v1::ListRulesRequest*,
                                       v1::ListRulesResponse* response) {
-  if (grpc::Status allowed = Allow(*context, Access::kRead, "ListRules"); !allowed.ok()) return allowed;
+  if (grpc::Status allowed = Allow(*context, Access::kRead, "ListRules"); !allowed.ok())
+    return allowed;
   counters_->Increment(kListRulesMethod);
   for (Rule& rule : store_->List()) *response->add_rules() = std::move(rule);
   for (RuleList& list : store_->Lists()) *response->add_lists() = std::move(list);
@@ -99,7 +101,8 @@ grpc::Status FilterService::ListRules(grpc::ServerContext* context, const v1::Li
 
 grpc::Status FilterService::AddRule(grpc::ServerContext* context, const v1::AddRuleRequest* request,
                                     v1::AddRuleResponse* response) {
-  if (grpc::Status allowed = Allow(*context, Access::kAdmin, "AddRule"); !allowed.ok()) return allowed;
+  if (grpc::Status allowed = Allow(*context, Access::kAdmin, "AddRule"); !allowed.ok())
+    return allowed;
   counters_->Increment(kAddRuleMethod);
   absl::StatusOr<RuleStore::AddResult> result = store_->Add(request->rule());
   if (!result.ok()) {
@@ -112,9 +115,11 @@ grpc::Status FilterService::AddRule(grpc::ServerContext* context, const v1::AddR
   return grpc::Status::OK;
 }
 
-grpc::Status FilterService::RemoveRule(grpc::ServerContext* context, const v1::RemoveRuleRequest* request,
+grpc::Status FilterService::RemoveRule(grpc::ServerContext* context,
+                                       const v1::RemoveRuleRequest* request,
                                        v1::RemoveRuleResponse* response) {
-  if (grpc::Status allowed = Allow(*context, Access::kAdmin, "RemoveRule"); !allowed.ok()) return allowed;
+  if (grpc::Status allowed = Allow(*context, Access::kAdmin, "RemoveRule"); !allowed.ok())
+    return allowed;
   counters_->Increment(kRemoveRuleMethod);
   absl::StatusOr<size_t> removed = store_->Remove(request->domain(), request->match());
   if (!removed.ok()) {

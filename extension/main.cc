@@ -37,11 +37,16 @@
 #include "common/unique_fd.h"
 #include "common/unix_socket.h"
 #include "common/version.h"
+#include "extension/checkpoint.h"
 #include "extension/control_server.h"
+#include "extension/counters.h"
+#include "extension/decisions.h"
 #include "extension/dns_counters.h"
 #include "extension/dns_server.h"
+#include "extension/flow_rules.h"
 #include "extension/generation.h"
 #include "extension/notify.h"
+#include "extension/query_decisions.h"
 #include "extension/rule_store.h"
 #include "extension/upstream.h"
 #include "spdlog/spdlog.h"
@@ -65,19 +70,18 @@ constexpr char kHelp[] =
                      [--resolv-conf PATH] [--upstream-timeout-ms N] [--upstream-ports MODE]
                      [--cache-entries N] [--dns-threads N] [-v]
 
-Serves nehost.filter.v1 (status, domain rules and lists), grpc.health.v1 and server reflection
-over gRPC on a Unix socket, and DNS over UDP and TCP, until SIGTERM, SIGINT, or a drain from
-nehostd.
+Serves nehost.filter.v1 (status, domain rules and lists; flow verdicts, flow rules and the
+stream of decisions; counters), grpc.health.v1 and server reflection over gRPC on a Unix
+socket, and DNS over UDP and TCP, until SIGTERM, SIGINT, or a drain from nehostd.
 
 DNS: it answers names that a rule or list denies itself (NXDOMAIN, or 0.0.0.0 and :: for a
 sinkhole rule), answers repeated questions from a cache that honours TTLs, and forwards the
 rest to the upstreams in order, each query under a random id from a random port, failing over
 to the next on a timeout, SERVFAIL or REFUSED, and asking again over TCP when an answer is
-truncated. Without --upstream it forwards to the
-nameservers of /etc/resolv.conf (--resolv-conf). When socket-activated it serves the inherited
-sockets whose LISTEN_FDNAMES name starts with "dns" (UDP or TCP, whichever each is) and ignores
---dns-listen; otherwise it binds UDP and TCP on each --dns-listen address itself. With neither,
-it serves no DNS.
+truncated. Without --upstream it forwards to the nameservers of /etc/resolv.conf
+(--resolv-conf). When socket-activated it serves the inherited sockets whose LISTEN_FDNAMES
+name starts with "dns" (UDP or TCP, whichever each is) and ignores --dns-listen; otherwise it
+binds UDP and TCP on each --dns-listen address itself. With neither, it serves no DNS.
 
 Socket: when LISTEN_PID is this process's pid and LISTEN_FDS is set, as nehostd and systemd
 socket activation set them, it serves the inherited socket that LISTEN_FDNAMES names "grpc",
@@ -92,17 +96,23 @@ Control: when NEHOST_CONTROL_SOCKET=PATH is set, as nehostd sets it, it listens 
 import_state requests there. After a drain it exits 0.
 
 Access: uid 0 and this process's own uid may call anything; members of the admin group may
-also change rules, members of the reader group may read status and rules; anyone else gets
-PERMISSION_DENIED. nehostd passes its own groups in NEHOST_ADMIN_GROUP and
-NEHOST_READER_GROUP. A socket it binds itself gets the reader group (else the admin group).
+also change rules, members of the reader group may read status, rules and counters, evaluate
+flows and watch decisions; anyone else gets PERMISSION_DENIED. nehostd passes its own
+groups in NEHOST_ADMIN_GROUP and NEHOST_READER_GROUP. A socket it binds itself gets the reader group (else the admin group).
 
-State: the rules live in DIR/rules.json and the names of imported lists in DIR/lists/; DIR
-must exist. A rules.json of schema 1 is migrated to schema 2 at start. Status reports NEHOST_GENERATION
-and NEHOST_SERVICE, which nehostd sets, and the calls served since the service first started.
+State: the domain rules live in DIR/rules.json, the names of imported lists in DIR/lists/
+and the flow rules in DIR/flow_rules.json; DIR must exist, and a rule file that does not load
+stops the start, the file untouched. A rules.json of schema 1 is migrated to schema 2 at
+start. The counters are checkpointed to DIR/counters.json every 2 s and at stop, and loaded at
+start; one that does not load is moved to counters.json.bad and counting starts from zero.
+Status reports NEHOST_GENERATION and NEHOST_SERVICE, which nehostd sets, and the calls served
+since the service first started.
 
 Counters: Status reports the DNS counters as "dns." entries: queries, blocked, forwarded,
 cached, failed, dropped_malformed, upstream_bad_answers, upstream_timeouts, tcp_retries,
-truncated_to_client, not_implemented, hits.RULE, and upstream_latency_us.le_BOUND.
+truncated_to_client, not_implemented, hits.RULE, and upstream_latency_us.le_BOUND. Stats
+reports every counter and histogram by its own name ("dns/queries", "flows/evaluated",
+"rule_hits/dns/RULE", "dns/upstream_latency_us").
 
 Tests: NEHOST_FAILPOINTS arms filter.start, filter.before_ready and
 filter.drain.before_reply. A build whose version ends in "-bad" exits 1 at start.
@@ -298,8 +308,9 @@ absl::StatusOr<AccessPolicy> AccessFromFlags(const Flags& flags) {
     const char* inherited = std::getenv(variable);
     return !flag.empty() || inherited == nullptr ? flag : std::string(inherited);
   };
-  absl::StatusOr<AccessPolicy> access = AccessPolicy::Create(
-      group(flags.admin_group, "NEHOST_ADMIN_GROUP"), group(flags.reader_group, "NEHOST_READER_GROUP"));
+  absl::StatusOr<AccessPolicy> access =
+      AccessPolicy::Create(group(flags.admin_group, "NEHOST_ADMIN_GROUP"),
+                           group(flags.reader_group, "NEHOST_READER_GROUP"));
   if (!access.ok()) {
     return absl::Status(access.status().code(),
                         absl::StrCat("access policy: ", access.status().message()));
@@ -434,7 +445,8 @@ void RaiseDescriptorLimit() {
 
 // The DNS data plane, or nullptr when there is no DNS socket to serve.
 absl::StatusOr<std::unique_ptr<DnsServer>> StartDns(const Flags& flags, const DnsSockets& sockets,
-                                                    const RuleStore* store, DnsCounters* counters) {
+                                                    const RuleStore* store, DnsCounters* counters,
+                                                    DecisionHub* decisions) {
   if (sockets.udp.empty() && sockets.tcp.empty()) {
     spdlog::info("serving no dns: no dns socket inherited and no --dns-listen");
     return nullptr;
@@ -451,6 +463,7 @@ absl::StatusOr<std::unique_ptr<DnsServer>> StartDns(const Flags& flags, const Dn
   options.forwarding.random_ports = flags.upstream_ports == "random";
   options.cache_entries = flags.cache_entries;
   options.threads = static_cast<int>(flags.dns_threads);
+  options.on_query = PublishQueriesTo(decisions);
   absl::StatusOr<std::unique_ptr<DnsServer>> server =
       DnsServer::Start(std::move(options), store, counters);
   if (!server.ok()) return server.status();
@@ -490,19 +503,23 @@ int StopAfterSignal(int signal, std::unique_ptr<ControlServer> control, Generati
 }
 
 int Serve(const Flags& flags, const Listener& listener,
-          const std::vector<InheritedSocket>& inherited, RuleStore* store, InstanceInfo instance,
+          const std::vector<InheritedSocket>& inherited, FilterState state, InstanceInfo instance,
           AccessPolicy access, const sigset_t& stop_signals) {
   absl::StatusOr<StopWaiter> waiter = StopWaiter::Create(stop_signals);
   if (!waiter.ok()) return RuntimeFailure(waiter.status());
 
   absl::StatusOr<DnsSockets> dns_sockets = ChooseDnsSockets(flags, inherited);
   if (!dns_sockets.ok()) return RuntimeFailure(dns_sockets.status());
-  DnsCounters dns_counters;
-  absl::StatusOr<std::unique_ptr<DnsServer>> dns =
-      StartDns(flags, *dns_sockets, store, &dns_counters);
+  // Made only with a data plane to count, so that Stats lists no DNS counters without one.
+  std::optional<DnsCounters> dns_counters;
+  if (!dns_sockets->udp.empty() || !dns_sockets->tcp.empty()) dns_counters.emplace(state.counters);
+  absl::StatusOr<std::unique_ptr<DnsServer>> dns = StartDns(
+      flags, *dns_sockets, state.rules, dns_counters ? &*dns_counters : nullptr, state.decisions);
   if (!dns.ok()) return RuntimeFailure(dns.status());
 
   uint64_t number = instance.generation;
+  const size_t rule_count = state.rules->size();
+  const size_t flow_rule_count = state.flow_rules->size();
   Generation::Options options;
   options.instance = std::move(instance);
   options.serving_fd = listener.fd;
@@ -510,12 +527,12 @@ int Serve(const Flags& flags, const Listener& listener,
   options.on_drained = [&] { waiter->NotifyDrained(); };
   options.access = std::move(access);
   // Without a data plane there is nothing to count, and Status shows no DNS counters.
-  options.dns_counters = *dns != nullptr ? &dns_counters : nullptr;
+  options.dns_counters = *dns != nullptr ? &*dns_counters : nullptr;
   if (*dns != nullptr) {
     options.drain_data_plane = [&](absl::Duration grace) { (*dns)->Drain(grace); };
   }
   absl::StatusOr<std::unique_ptr<Generation>> generation =
-      Generation::Start(store, std::move(options));
+      Generation::Start(std::move(state), std::move(options));
   if (!generation.ok()) return RuntimeFailure(generation.status());
   spdlog::info("serving socket={} activated={} generation={} version={}", SocketPathOf(listener.fd),
                listener.activated, number, kVersion);
@@ -525,7 +542,8 @@ int Serve(const Flags& flags, const Listener& listener,
   if (Failpoint("filter.before_ready")) {
     return RuntimeFailure(absl::InternalError("start: failed at failpoint filter.before_ready"));
   }
-  Notify(absl::StrCat("READY=1\nSTATUS=serving version=", kVersion, " rules=", store->size()));
+  Notify(absl::StrCat("READY=1\nSTATUS=serving version=", kVersion, " rules=", rule_count,
+                      " flow_rules=", flow_rule_count));
 
   int signal = waiter->Wait();
   if (signal == 0) return ExitAfterDrain(*std::move(control), number);
@@ -547,13 +565,26 @@ int Run(const Flags& flags, const sigset_t& stop_signals) {
   if (!instance.ok()) return RuntimeFailure(instance.status());
   absl::StatusOr<std::unique_ptr<RuleStore>> store = RuleStore::Open(flags.state_dir);
   if (!store.ok()) return RuntimeFailure(store.status());
+  // Counters first, so that the rules count their hits into what the checkpoint held.
+  CounterSet counters;
+  HandoffState checkpointed = LoadCheckpoint(flags.state_dir, &counters);
+  absl::StatusOr<std::unique_ptr<FlowRuleStore>> flow_rules =
+      FlowRuleStore::Open(flags.state_dir, &counters);
+  if (!flow_rules.ok()) return RuntimeFailure(flow_rules.status());
 
   absl::StatusOr<AccessPolicy> access = AccessFromFlags(flags);
   if (!access.ok()) return RuntimeFailure(access.status());
   absl::StatusOr<Listener> listener = ChooseListener(flags, *access, *inherited);
   if (!listener.ok()) return RuntimeFailure(listener.status());
-  return Serve(flags, *listener, *inherited, store->get(), *std::move(instance), *std::move(access),
-               stop_signals);
+  DecisionHub decisions(&counters);
+  FilterState state{.rules = store->get(),
+                    .flow_rules = flow_rules->get(),
+                    .counters = &counters,
+                    .decisions = &decisions,
+                    .state_dir = flags.state_dir,
+                    .checkpointed = std::move(checkpointed)};
+  return Serve(flags, *listener, *inherited, std::move(state), *std::move(instance),
+               *std::move(access), stop_signals);
 }
 
 int Main(int argc, char** argv) {

@@ -223,7 +223,8 @@ absl::StatusOr<std::string> NormalizeDomain(absl::string_view domain) {
 
   if (LooksLikeAddress(name)) {
     return InvalidDomain(domain,
-                         "is an IP address or range (CIDR), not a domain name; rules name domains");
+                         "is an IP address or range (CIDR), not a domain name; domain rules name "
+                         "domains, flow rules match addresses (nehostctl flows add --cidr)");
   }
 
   int index = 0;

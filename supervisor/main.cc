@@ -79,8 +79,11 @@ int ParseFlags(int argc, char** argv, Flags* flags) {
       "folder for nehostd.sock, services/*.sock and notify.sock")(
       "state-dir", po::value(&options.state_dir)->default_value("/var/lib/nehost"),
       "folder for registry.json and each service's state in services/NAME/")(
-      "lookup-wait-ms", po::value(&lookup_wait_ms)->default_value(5000),
-      "how long a lookup waits for a starting service")(
+      "default-dns-listen",
+      po::value(&options.default_dns_address)->default_value(kDefaultDnsAddress),
+      "where the embedded default serves DNS, over UDP and TCP, when the address is free: "
+      "ADDR:PORT, or none")("lookup-wait-ms", po::value(&lookup_wait_ms)->default_value(5000),
+                            "how long a lookup waits for a starting service")(
       "no-reconcile", po::bool_switch(&flags->no_reconcile),
       "trust the registry as recorded, like a naive supervisor: no verification, adoption or "
       "replacement (for reproducing the field failure; never in production)")(
@@ -106,6 +109,7 @@ int ParseFlags(int argc, char** argv, Flags* flags) {
     std::cerr << "nehostd: --lookup-wait-ms must be positive\n";
     return kExitUsage;
   }
+  if (options.default_dns_address == "none") options.default_dns_address.clear();
   options.lookup_wait = absl::Milliseconds(lookup_wait_ms);
   options.reconcile = !flags->no_reconcile;
   return -1;

@@ -127,27 +127,29 @@ absl::StatusOr<nehost::supervisor::v1::NehostdConfig> LoadNehostdConfig(
   return config;
 }
 
-ServiceDefinition EmbeddedDefaultDefinition(const std::string& self_dir) {
+ServiceDefinition EmbeddedDefaultDefinition(const std::string& self_dir,
+                                            const std::string& dns_address) {
   ServiceDefinition definition;
   definition.set_name(kDefaultServiceName);
   definition.set_executable((std::filesystem::path(self_dir) / "nehost-filter").string());
+  if (dns_address.empty()) return definition;
 
   // DNS on a port that needs no privilege; nehost-filter forwards to /etc/resolv.conf's
   // servers. Optional, so that a host where something else holds the port still gets the
   // filter's API.
   auto* udp = definition.add_listeners();
   udp->set_name("dns-udp");
-  udp->set_udp(kDefaultDnsAddress);
+  udp->set_udp(dns_address);
   udp->set_optional(true);
   auto* tcp = definition.add_listeners();
   tcp->set_name("dns-tcp");
-  tcp->set_tcp(kDefaultDnsAddress);
+  tcp->set_tcp(dns_address);
   tcp->set_optional(true);
   return definition;
 }
 
-LoadedDefinitions LoadServiceDefinitions(const std::string& config_dir,
-                                         const std::string& self_dir) {
+LoadedDefinitions LoadServiceDefinitions(const std::string& config_dir, const std::string& self_dir,
+                                         const std::string& default_dns_address) {
   LoadedDefinitions loaded;
   std::filesystem::path folder = std::filesystem::path(config_dir) / "services.d";
 
@@ -181,7 +183,7 @@ LoadedDefinitions LoadServiceDefinitions(const std::string& config_dir,
   // Only an empty configuration gets the embedded default: a folder whose every file is
   // broken must not silently start something the operator did not ask for.
   if (files.empty() && loaded.errors.empty()) {
-    loaded.definitions.push_back(EmbeddedDefaultDefinition(self_dir));
+    loaded.definitions.push_back(EmbeddedDefaultDefinition(self_dir, default_dns_address));
     loaded.embedded_default = true;
   }
   return loaded;

@@ -35,8 +35,11 @@ struct LoadedDefinitions {
 
 // Reads CONFIG/services.d. A folder that is missing counts as empty; one that cannot be read
 // is an error in `errors`.
-LoadedDefinitions LoadServiceDefinitions(const std::string& config_dir,
-                                         const std::string& self_dir);
+// With no definitions, the embedded default serves DNS on default_dns_address ("ADDR:PORT"),
+// or on none when it is empty.
+LoadedDefinitions LoadServiceDefinitions(
+    const std::string& config_dir, const std::string& self_dir,
+    const std::string& default_dns_address = kDefaultDnsAddress);
 
 // Parses one definition; `source` names it in errors, `base_dir` anchors a relative
 // executable path.
@@ -45,7 +48,8 @@ absl::StatusOr<ServiceDefinition> ParseServiceDefinition(const std::string& text
                                                          const std::string& base_dir);
 
 // The definition of the embedded default: nehost-filter from self_dir.
-ServiceDefinition EmbeddedDefaultDefinition(const std::string& self_dir);
+ServiceDefinition EmbeddedDefaultDefinition(const std::string& self_dir,
+                                            const std::string& dns_address = kDefaultDnsAddress);
 
 inline constexpr char kNehostdConfigFile[] = "nehostd.textproto";
 

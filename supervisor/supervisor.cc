@@ -143,7 +143,8 @@ absl::Status Supervisor::Start() {
     }
   }
 
-  LoadedDefinitions loaded = LoadServiceDefinitions(options_.config_dir, options_.self_dir);
+  LoadedDefinitions loaded =
+      LoadServiceDefinitions(options_.config_dir, options_.self_dir, options_.default_dns_address);
   for (const absl::Status& error : loaded.errors) {
     spdlog::error("skipping service definition: {}", error.message());
   }

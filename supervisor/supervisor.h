@@ -57,6 +57,8 @@ struct SupervisorOptions {
   std::string state_dir;
   // Where the embedded default's nehost-filter is looked for: nehostd's own folder.
   std::string self_dir;
+  // Where the embedded default serves DNS ("ADDR:PORT"); empty for no DNS.
+  std::string default_dns_address = kDefaultDnsAddress;
   std::string version;
   // How long a lookup waits for a starting service when the caller names no wait.
   absl::Duration lookup_wait = absl::Seconds(5);

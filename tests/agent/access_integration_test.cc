@@ -106,6 +106,31 @@ TEST_F(AccessTest, AdminGroupMayChangeRules) {
   EXPECT_THAT(listed.out, HasSubstr("ads.example.com"));
 }
 
+TEST_F(AccessTest, ReaderGroupMayEvaluateFlowsButOnlyAdminsChangeFlowRules) {
+  for (const std::vector<std::string>& reads :
+       {std::vector<std::string>{"evaluate", kFilterName, "--address", "192.0.2.1", "--port",
+                                 "443"},
+        {"stats", kFilterName},
+        {"flows", "list", kFilterName}}) {
+    CommandResult read = CtlAs({kReaders}, reads);
+    EXPECT_EQ(read.status.code, 0) << ::testing::PrintToString(reads) << read.err;
+  }
+
+  CommandResult add = CtlAs({kReaders}, {"flows", "add", kFilterName, "ssh", "--port", "22"});
+  EXPECT_EQ(add.status.code, kFailure);
+  EXPECT_THAT(add.err, HasSubstr("AddFlowRule needs uid 0 or the admin group gid 4243"));
+  CommandResult deny = CtlAs({kReaders}, {"flows", "default", kFilterName, "deny"});
+  EXPECT_EQ(deny.status.code, kFailure);
+  EXPECT_THAT(deny.err, HasSubstr("SetDefaultFlowAction needs uid 0 or the admin group"));
+
+  CommandResult admin =
+      CtlAs({kAdmins, kReaders}, {"flows", "add", kFilterName, "ssh", "--port", "22"});
+  EXPECT_EQ(admin.status.code, 0) << admin.err;
+  EXPECT_EQ(
+      CtlAs({kReaders}, {"evaluate", kFilterName, "--address", "192.0.2.1", "--port", "22"}).out,
+      "deny (rule ssh)\n");
+}
+
 TEST_F(AccessTest, AnyoneElseCannotEvenConnect) {
   CommandResult lookup = CtlAs({}, {"lookup", kFilterName});
   EXPECT_NE(lookup.status.code, 0);

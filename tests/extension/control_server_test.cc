@@ -120,20 +120,36 @@ TEST_F(ControlServerTest, AnswersRequestsInOrderOnOneConnection) {
   }
 }
 
-TEST_F(ControlServerTest, ServesTheNextConnectionOnceThePreviousCloses) {
+TEST_F(ControlServerTest, ServesASecondConnectionWhileTheFirstStaysOpen) {
+  // An upgrade keeps its connection open for the handoff; doctor's check must not wait.
   UniqueFd first = Connect();
   ASSERT_TRUE(ControlCall(first.get(), HealthRequest()).ok());
-  // Queued behind the first connection: the server reads it only once the first is closed.
   UniqueFd second = Connect();
-  ASSERT_TRUE(
-      SendFrame(second.get(), HealthRequest(), {}, absl::Now() + testing::kControlDeadline).ok());
+  absl::StatusOr<ControlResponse> health = ControlCall(second.get(), HealthRequest());
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_EQ(health->serving(), ControlResponse::SERVING);
+  EXPECT_TRUE(ControlCall(first.get(), HealthRequest()).ok());
+}
 
-  first.Reset();
+TEST_F(ControlServerTest, ConnectionsBeyondTheLimitWaitForAFreeSlot) {
+  std::vector<UniqueFd> open;
+  for (int i = 0; i < kMaxControlConnections; ++i) {
+    open.push_back(Connect());
+    ASSERT_TRUE(ControlCall(open.back().get(), HealthRequest()).ok());
+  }
+  // Queued in the backlog: the server reads it only once one of the others closes.
+  UniqueFd waiting = Connect();
+  ASSERT_TRUE(
+      SendFrame(waiting.get(), HealthRequest(), {}, absl::Now() + testing::kControlDeadline).ok());
+  pollfd answered{waiting.get(), POLLIN, 0};
+  EXPECT_EQ(::poll(&answered, 1, 100), 0) << "served beyond the limit";
+
+  open.front().Reset();
 
   ControlResponse response;
   std::vector<UniqueFd> fds;
   absl::Status received =
-      ReceiveFrame(second.get(), &response, &fds, absl::Now() + testing::kControlDeadline);
+      ReceiveFrame(waiting.get(), &response, &fds, absl::Now() + testing::kControlDeadline);
   ASSERT_TRUE(received.ok()) << received;
   EXPECT_EQ(response.serving(), ControlResponse::SERVING);
 }

@@ -3,8 +3,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <limits>
-
 namespace nehost::filter {
 namespace {
 
@@ -12,7 +10,8 @@ using ::testing::Contains;
 using ::testing::Pair;
 
 TEST(DnsCounters, CopiesDnsEntriesBesideTheOthers) {
-  DnsCounters counters;
+  CounterSet set;
+  DnsCounters counters(&set);
   counters.Increment(DnsCounters::kQueries, 3);
   counters.Increment(DnsCounters::kBlocked);
   counters.AddRuleHits("list:ads", 2);
@@ -31,34 +30,26 @@ TEST(DnsCounters, CopiesDnsEntriesBesideTheOthers) {
   EXPECT_THAT(map, Contains(Pair("dns.upstream_latency_us.le_inf", 1u)));
 }
 
-TEST(DnsCounters, AddsAnotherGenerationsTotalsAndIgnoresOtherEntries) {
-  DnsCounters previous;
+TEST(DnsCounters, LiveInTheSetSoThatAHandoffCarriesThem) {
+  CounterSet previous_set;
+  DnsCounters previous(&previous_set);
   previous.Increment(DnsCounters::kForwarded, 10);
   previous.AddRuleHits("rule:deny:exact:a.example", 4);
   previous.RecordUpstreamLatency(absl::Microseconds(100));
-  CounterMap handed_over;
-  handed_over["status"] = 7;
-  previous.CopyTo(&handed_over);
+  HandoffState handed_over;
+  previous_set.CopyTo(&handed_over);
 
-  DnsCounters next;
+  CounterSet next_set;
+  DnsCounters next(&next_set);
   next.Increment(DnsCounters::kForwarded, 1);
-  next.Add(handed_over);
+  next_set.Add(handed_over);
 
   EXPECT_EQ(next.Get(DnsCounters::kForwarded), 11u);
   EXPECT_EQ(next.RuleHits("rule:deny:exact:a.example"), 4u);
+  EXPECT_EQ(next_set.Get("dns/forwarded"), 11u);
   CounterMap copied;
   next.CopyTo(&copied);
-  EXPECT_EQ(copied.count("status"), 0u);
   EXPECT_THAT(copied, Contains(Pair("dns.upstream_latency_us.le_250", 1u)));
-}
-
-TEST(DnsCounters, SumsFromOutsideSaturateInsteadOfWrapping) {
-  DnsCounters counters;
-  counters.Increment(DnsCounters::kQueries, 2);
-  CounterMap huge;
-  huge["dns.queries"] = std::numeric_limits<uint64_t>::max();
-  counters.Add(huge);
-  EXPECT_EQ(counters.Get(DnsCounters::kQueries), std::numeric_limits<uint64_t>::max());
 }
 
 }  // namespace

@@ -10,17 +10,21 @@
 #include <signal.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/grpc_client.h"
 #include "common/unique_fd.h"
 #include "nehost/filter/v1/filter.grpc.pb.h"
+#include "nehost/filter/v1/flow.grpc.pb.h"
 #include "tests/support/dns_peers.h"
 #include "tests/support/nehostd.h"
 #include "tests/support/process.h"
@@ -167,6 +171,53 @@ TEST_F(StandaloneDnsTest, BlockedNameGetsNxdomainAndTheNameBelowItDoesNot) {
         return hits != counters.end() && hits->second == 3;
       },
       absl::Seconds(10)));
+}
+
+TEST_F(StandaloneDnsTest, DecisionWatcherSeesBlockedAndForwardedQueries) {
+  Dnsmasq upstream(root_, UpstreamRecords());
+  StartFilter({upstream.address()});
+  std::unique_ptr<v1::FlowFilter::Stub> flows =
+      v1::FlowFilter::NewStub(DialUnix(root_ / "filter.sock"));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+  std::unique_ptr<grpc::ClientReader<v1::Decision>> watch =
+      flows->WatchDecisions(&context, v1::WatchDecisionsRequest());
+
+  // The stream says nothing when it is subscribed: ask until the watcher has seen both.
+  std::atomic<bool> seen_both{false};
+  std::thread asker([&] {
+    for (int i = 0; i < 200 && !seen_both; ++i) {
+      Ask("ads.example");
+      Ask(absl::StrCat("q", i, ".up.example"));  // a name of its own: not from the cache
+    }
+  });
+  bool blocked = false;
+  bool forwarded = false;
+  for (v1::Decision decision; !(blocked && forwarded) && watch->Read(&decision);) {
+    if (!decision.has_dns()) continue;
+    const v1::DnsQuery& query = decision.dns();
+    EXPECT_THAT(query.client(), HasSubstr("127.0.0.1:"));
+    if (query.name() == "ads.example") {
+      blocked = true;
+      EXPECT_EQ(query.outcome(), "blocked");
+      EXPECT_EQ(query.rcode(), "NXDOMAIN");
+      EXPECT_EQ(query.type(), "A");
+      EXPECT_EQ(decision.verdict().action(), v1::FlowRule::DENY);
+      EXPECT_EQ(decision.verdict().rule(), "rule:deny:exact:ads.example");
+    }
+    if (absl::EndsWith(query.name(), ".up.example")) {
+      EXPECT_EQ(query.outcome(), "forwarded");
+      forwarded = true;
+      EXPECT_EQ(query.rcode(), "NOERROR");
+      EXPECT_EQ(decision.verdict().action(), v1::FlowRule::ALLOW);
+    }
+  }
+  seen_both = true;
+  asker.join();
+  context.TryCancel();
+  watch->Finish();
+  EXPECT_TRUE(blocked);
+  EXPECT_TRUE(forwarded);
 }
 
 TEST_F(StandaloneDnsTest, SuffixRuleBlocksTheNameAndEveryNameBelowIt) {

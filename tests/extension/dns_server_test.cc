@@ -162,7 +162,8 @@ class DnsServerTest : public ::testing::Test {
 
   TempDir root_;
   std::unique_ptr<RuleStore> store_;
-  DnsCounters counters_;
+  CounterSet counter_set_;
+  DnsCounters counters_{&counter_set_};
   UniqueFd listener_;
   UniqueFd tcp_listener_;
   UniqueFd client_;

@@ -20,7 +20,8 @@ CounterMap Counts(std::initializer_list<std::pair<const std::string, uint64_t>> 
 }
 
 TEST(MethodCounters, CountsEachMethodOnItsOwn) {
-  MethodCounters counters;
+  CounterSet set;
+  MethodCounters counters(&set);
   counters.Increment("status");
   counters.Increment("status");
   counters.Increment("add_rule");
@@ -31,7 +32,8 @@ TEST(MethodCounters, CountsEachMethodOnItsOwn) {
 }
 
 TEST(MethodCounters, AddsAPredecessorsCountsToItsOwn) {
-  MethodCounters counters;
+  CounterSet set;
+  MethodCounters counters(&set);
   counters.Increment("status");
 
   counters.Add(Counts({{"status", 40}, {"remove_rule", 3}}));
@@ -42,7 +44,8 @@ TEST(MethodCounters, AddsAPredecessorsCountsToItsOwn) {
 }
 
 TEST(MethodCounters, KeepsCountsOfMethodsItDoesNotServe) {
-  MethodCounters counters;
+  CounterSet set;
+  MethodCounters counters(&set);
 
   counters.Add(Counts({{"a_method_of_a_later_version", 5}}));
 
@@ -51,7 +54,8 @@ TEST(MethodCounters, KeepsCountsOfMethodsItDoesNotServe) {
 
 TEST(MethodCounters, SumThatWouldOverflowStaysAtTheLargestValue) {
   constexpr uint64_t kLargest = std::numeric_limits<uint64_t>::max();
-  MethodCounters counters;
+  CounterSet set;
+  MethodCounters counters(&set);
   counters.Increment("status");
 
   counters.Add(Counts({{"status", kLargest}}));
@@ -61,7 +65,8 @@ TEST(MethodCounters, SumThatWouldOverflowStaysAtTheLargestValue) {
 }
 
 TEST(MethodCounters, CopyToReplacesWhatTheMapHeld) {
-  MethodCounters counters;
+  CounterSet set;
+  MethodCounters counters(&set);
   counters.Increment("status");
   CounterMap snapshot = Counts({{"stale", 9}});
 
@@ -73,7 +78,8 @@ TEST(MethodCounters, CopyToReplacesWhatTheMapHeld) {
 TEST(MethodCounters, LosesNoIncrementFromConcurrentThreads) {
   constexpr int kThreads = 8;
   constexpr int kCallsPerThread = 10000;
-  MethodCounters counters;
+  CounterSet set;
+  MethodCounters counters(&set);
 
   std::vector<std::thread> threads;
   for (int i = 0; i < kThreads; ++i) {

@@ -5,6 +5,7 @@
 
 #include <chrono>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_client.h"
 #include "common/unix_socket.h"
@@ -56,6 +57,11 @@ void Nehostd::WriteDefinition(const std::string& file, const std::string& text) 
 ::testing::AssertionResult Nehostd::Start() {
   std::vector<std::string> argv = {NehostdBinary(), "--config-dir", config_dir, "--runtime-dir",
                                    runtime_dir,     "--state-dir",  state_dir};
+  // The embedded default would serve DNS on the fixed 127.0.0.1:5353; a test that wants DNS
+  // defines its listeners on ports of its own, or passes its own --default-dns-listen.
+  if (absl::c_find(extra_args_, "--default-dns-listen") == extra_args_.end()) {
+    argv.insert(argv.end(), {"--default-dns-listen", "none"});
+  }
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   process_ = std::make_unique<Subprocess>(argv, environment_, log_path);
 

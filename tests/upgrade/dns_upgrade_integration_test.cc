@@ -131,6 +131,16 @@ TEST(DnsUpgradeTest, NoQueryIsLostAcrossUpgrades) {
   ASSERT_TRUE(serving.ok());
   EXPECT_EQ(serving->version(), "2.0.0");
   EXPECT_EQ(Dig(port, "ads.example").status, "NXDOMAIN");
+
+  // The counters came along through every handoff: the last generation counts the queries
+  // all four answered (and the Dig above).
+  std::unique_ptr<nehost::filter::v1::Filter::Stub> filter =
+      nehostd.FilterStub(serving->endpoint());
+  grpc::ClientContext context;
+  nehost::filter::v1::StatusResponse status;
+  ASSERT_TRUE(filter->Status(&context, {}, &status).ok());
+  EXPECT_GE(status.counters().at("dns.queries"), static_cast<uint64_t>(client.answered()));
+  EXPECT_GE(status.counters().at("dns.blocked"), static_cast<uint64_t>(client.answered() / 2));
 }
 
 }  // namespace
