@@ -203,18 +203,24 @@ class Bench {
     return absl::OkStatus();
   }
 
+  // dnsmasq in the foreground on 127.0.0.1:port, logging to stderr, with nothing from the
+  // machine's own resolv.conf or hosts file.
+  static std::vector<std::string> DnsmasqArgv(uint16_t port) {
+    return {"/usr/sbin/dnsmasq",
+            "-d",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+            absl::StrCat("--port=", port),
+            "--log-facility=-"};
+  }
+
   // Starts dnsmasq and waits until a query for probe gets rcode.
   absl::StatusOr<Child> StartDnsmasq(const std::string& name, uint16_t port,
                                      std::vector<std::string> extra,
                                      const std::string& probe = "up.bench.example", int rcode = 0) {
-    std::vector<std::string> argv = {"/usr/sbin/dnsmasq",
-                                     "-d",
-                                     "--no-resolv",
-                                     "--no-hosts",
-                                     "--bind-interfaces",
-                                     "--listen-address=127.0.0.1",
-                                     absl::StrCat("--port=", port),
-                                     "--log-facility=-"};
+    std::vector<std::string> argv = DnsmasqArgv(port);
     argv.insert(argv.end(), extra.begin(), extra.end());
     absl::StatusOr<Child> child = Spawn(argv, absl::StrCat(dir_, "/", name, ".log"));
     if (!child.ok()) return child;
@@ -397,15 +403,8 @@ class Bench {
     };
     auto dnsmasq = [&](const std::string& file) {
       return [&, file](uint16_t port) {
-        std::vector<std::string> argv = {"/usr/sbin/dnsmasq",
-                                         "-d",
-                                         "--no-resolv",
-                                         "--no-hosts",
-                                         "--bind-interfaces",
-                                         "--listen-address=127.0.0.1",
-                                         absl::StrCat("--port=", port),
-                                         "--log-facility=-",
-                                         "--addn-hosts=" + file};
+        std::vector<std::string> argv = DnsmasqArgv(port);
+        argv.push_back("--addn-hosts=" + file);
         return Spawn(argv, dir_ + "/dnsmasq-load.log");
       };
     };
