@@ -25,6 +25,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "agent/commands.h"
+#include "common/abseil.h"
 #include "common/unix_socket.h"
 #include "common/utf8.h"
 #include "common/version.h"
@@ -858,4 +859,7 @@ ExitCode Run(int argc, char** argv) {
 }  // namespace
 }  // namespace nehost::agent
 
-int main(int argc, char** argv) { return static_cast<int>(nehost::agent::Run(argc, argv)); }
+int main(int argc, char** argv) {
+  nehost::DisableMutexDeadlockDetection();
+  return static_cast<int>(nehost::agent::Run(argc, argv));
+}

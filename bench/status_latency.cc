@@ -54,6 +54,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/abseil.h"
 #include "common/files.h"
 #include "common/grpc_server.h"
 #include "common/unique_fd.h"
@@ -739,4 +740,8 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace nehost::bench
 
-int main(int argc, char** argv) { return nehost::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  // As in nehost's own programs, so that both servers and the client run alike.
+  nehost::DisableMutexDeadlockDetection();
+  return nehost::bench::Main(argc, argv);
+}

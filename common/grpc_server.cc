@@ -24,6 +24,9 @@ namespace nehost {
 
 namespace {
 
+// How long a drain waits after closing one connection before it closes the next.
+constexpr absl::Duration kClosePace = absl::Milliseconds(2);
+
 // Lives exactly as long as one call: gRPC creates it when the call starts and destroys it
 // when the call is done, whichever way it ends. gRPC 1.51 makes it before the call's peer is
 // known ("" then), so the call is counted against its connection at the first hook, before
@@ -119,17 +122,29 @@ void ConnectionTable::Close(int fd, Connection& connection) {
 int ConnectionTable::CloseWhenIdle(absl::Time deadline) {
   absl::MutexLock lock(&mu_);
   for (;;) {
-    bool busy_left = false;
+    bool open_left = false;
+    Connection* idle = nullptr;
+    int idle_fd = -1;
     for (auto& [fd, connection] : connections_) {
       if (connection.closed) continue;
-      if (connection.calls == 0) {
-        Close(fd, connection);
-      } else {
-        busy_left = true;
+      open_left = true;
+      if (connection.calls == 0 && idle == nullptr) {
+        idle = &connection;
+        idle_fd = fd;
       }
     }
-    if (!busy_left) return 0;
+    if (!open_left) return 0;
 
+    if (idle != nullptr) {
+      Close(idle_fd, *idle);
+      // Every client of a closed connection connects again to the next generation at once;
+      // all of them in the same millisecond would queue behind each other's handshakes.
+      const absl::Time next = std::min(deadline, absl::Now() + kClosePace);
+      auto later = [next]() { return absl::Now() >= next; };
+      mu_.AwaitWithDeadline(absl::Condition(&later), next);
+      if (next >= deadline) break;
+      continue;
+    }
     uint64_t ended = calls_ended_;
     auto another_ended = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return calls_ended_ != ended; };
     if (!mu_.AwaitWithDeadline(absl::Condition(&another_ended), deadline)) break;
@@ -239,13 +254,12 @@ absl::StatusOr<std::unique_ptr<FdServer>> FdServer::Start(
     const std::vector<grpc::Service*>& services, std::vector<int> listen_fds,
     ConnectionTable* connections) {
   std::unique_ptr<FdServer> server(new FdServer(connections));
-  absl::StatusOr<std::unique_ptr<grpc::Server>> grpc_server =
-      StartFdServer(services, connections);
+  absl::StatusOr<std::unique_ptr<grpc::Server>> grpc_server = StartFdServer(services, connections);
   if (!grpc_server.ok()) return grpc_server.status();
   server->server_ = std::move(*grpc_server);
 
-  server->accept_loop_ = std::make_unique<AcceptLoop>(server->server_.get(), std::move(listen_fds),
-                                                      connections);
+  server->accept_loop_ =
+      std::make_unique<AcceptLoop>(server->server_.get(), std::move(listen_fds), connections);
   if (absl::Status accepting = server->accept_loop_->Start(); !accepting.ok()) return accepting;
   return server;
 }

@@ -29,6 +29,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/abseil.h"
 #include "common/access_policy.h"
 #include "common/failpoint.h"
 #include "common/files.h"
@@ -607,4 +608,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace nehost::filter
 
-int main(int argc, char** argv) { return nehost::filter::Main(argc, argv); }
+int main(int argc, char** argv) {
+  nehost::DisableMutexDeadlockDetection();
+  return nehost::filter::Main(argc, argv);
+}

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "common/abseil.h"
 #include "common/log.h"
 #include "common/version.h"
 #include "installer/package.h"
@@ -573,4 +574,7 @@ ExitCode Run(int argc, char** argv) {
 }  // namespace
 }  // namespace nehost::installer
 
-int main(int argc, char** argv) { return static_cast<int>(nehost::installer::Run(argc, argv)); }
+int main(int argc, char** argv) {
+  nehost::DisableMutexDeadlockDetection();
+  return static_cast<int>(nehost::installer::Run(argc, argv));
+}

@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/abseil.h"
 #include "common/access_policy.h"
 #include "common/failpoint.h"
 #include "common/files.h"
@@ -322,6 +323,7 @@ int Run(Flags flags, char** argv) {
 }  // namespace nehost::supervisor
 
 int main(int argc, char** argv) {
+  nehost::DisableMutexDeadlockDetection();
   using namespace nehost::supervisor;
 
   // Blocked before any thread exists, so every thread inherits the mask and only sigwait
