@@ -249,6 +249,34 @@ absl::Status Host::MakeFolders() const {
   return CheckUnixPath(ServiceSocket(kFilterName));
 }
 
+absl::Status InstallSignedFilterPackages(const FilterBuilds& builds, const std::string& dir,
+                                         const std::string& prefix, const std::string& config_dir) {
+  std::string log = dir + "/nehost-pkg.log";
+  absl::Status made =
+      RunToEnd({builds.nehost_pkg, "keygen", "bench", "--out", dir + "/signing"}, log);
+  if (!made.ok()) return made;
+  std::error_code error;
+  std::filesystem::create_directories(config_dir + "/keys", error);
+  std::filesystem::copy_file(dir + "/signing/bench.pub", config_dir + "/keys/bench.pub", error);
+  if (error) return absl::InternalError("trust the bench key: " + error.message());
+  std::string key = dir + "/signing/bench.secret";
+  for (const auto& [version, binary] :
+       {std::pair{"2.0.0", builds.v2}, std::pair{"1.0.0", builds.v1}}) {
+    std::string package = absl::StrCat(dir, "/pkg-", version);
+    absl::Status built =
+        RunToEnd({builds.nehost_pkg, "build", "--version", version, "--out", package, "--file",
+                  absl::StrCat("bin/nehost-filter=", binary), "--service",
+                  absl::StrCat(kFilterName, "=bin/nehost-filter"), "--key", key},
+                 log);
+    if (!built.ok()) return built;
+    absl::Status installed = RunToEnd(
+        {builds.nehost_pkg, "--prefix", prefix, "--config-dir", config_dir, "install", package},
+        log);
+    if (!installed.ok()) return installed;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Host::Spawn() {
   absl::StatusOr<Child> process =
       bench::Spawn({nehostd_path_, "--config-dir", config_dir_, "--runtime-dir", runtime_dir_,

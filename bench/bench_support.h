@@ -76,6 +76,18 @@ absl::StatusOr<Child> Spawn(std::vector<std::string> argv, const std::string& lo
 // Runs argv to its end; an error unless it exits 0.
 absl::Status RunToEnd(std::vector<std::string> argv, const std::string& log_path);
 
+// The stamped filter builds as two packages of org.nehost.filter, 2.0.0 and 1.0.0, built and
+// installed under prefix with nehost_pkg, 1.0.0 last so that "current" names it. They are
+// signed with a key made for the run in dir/signing and trusted in config_dir/keys, so that
+// nehostd verifies every launch as it does on a host.
+struct FilterBuilds {
+  std::string nehost_pkg;
+  std::string v1;
+  std::string v2;
+};
+absl::Status InstallSignedFilterPackages(const FilterBuilds& builds, const std::string& dir,
+                                         const std::string& prefix, const std::string& config_dir);
+
 absl::StatusOr<std::string> MakeTempDir(const std::string& stem);
 std::string LogTail(const std::string& log_path, int lines = 10);
 

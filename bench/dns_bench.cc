@@ -434,28 +434,15 @@ class Bench {
     return absl::OkStatus();
   }
 
-  absl::Status InstallPackages(const std::string& prefix) {
-    for (const auto& [version, binary] :
-         {std::pair{"2.0.0", NEHOST_FILTER_V2}, std::pair{"1.0.0", NEHOST_FILTER_V1}}) {
-      std::string package = absl::StrCat(dir_, "/pkg-", version);
-      std::string log = dir_ + "/nehost-pkg.log";
-      absl::Status built = RunToEnd({NEHOST_PKG_PATH, "build", "--version", version, "--out",
-                                     package, "--file", absl::StrCat("bin/nehost-filter=", binary),
-                                     "--service", absl::StrCat(kFilterName, "=bin/nehost-filter")},
-                                    log);
-      if (!built.ok()) return built;
-      absl::Status installed =
-          RunToEnd({NEHOST_PKG_PATH, "--prefix", prefix, "install", package}, log);
-      if (!installed.ok()) return installed;
-    }
-    return absl::OkStatus();
-  }
-
   absl::Status Upgrade() {
     std::string prefix = dir_ + "/opt";
-    if (absl::Status installed = InstallPackages(prefix); !installed.ok()) return installed;
     Host host(NEHOSTD_PATH, dir_ + "/host");
     if (absl::Status made = host.MakeFolders(); !made.ok()) return made;
+    if (absl::Status installed = InstallSignedFilterPackages(
+            {NEHOST_PKG_PATH, NEHOST_FILTER_V1, NEHOST_FILTER_V2}, dir_, prefix, host.config_dir());
+        !installed.ok()) {
+      return installed;
+    }
     uint16_t port = FreePort();
     std::string address = absl::StrCat("127.0.0.1:", port);
     std::string folder = host.config_dir() + "/services.d";

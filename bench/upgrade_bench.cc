@@ -203,36 +203,6 @@ class Agents {
   std::vector<std::thread> threads_;
 };
 
-// Signed with a key made for the run and trusted in config_dir/keys, so that nehostd verifies
-// every launch as it does on a host.
-absl::Status InstallPackages(const std::string& dir, const std::string& prefix,
-                             const std::string& config_dir) {
-  std::string log = dir + "/nehost-pkg.log";
-  absl::Status made =
-      RunToEnd({NEHOST_PKG_PATH, "keygen", "bench", "--out", dir + "/signing"}, log);
-  if (!made.ok()) return made;
-  std::error_code error;
-  std::filesystem::create_directories(config_dir + "/keys", error);
-  std::filesystem::copy_file(dir + "/signing/bench.pub", config_dir + "/keys/bench.pub", error);
-  if (error) return absl::InternalError("trust the bench key: " + error.message());
-  std::string key = dir + "/signing/bench.secret";
-  // v1 last, so that "current" names it and nehostd starts v1.
-  for (const auto& [version, binary] :
-       {std::pair{"2.0.0", NEHOST_FILTER_V2}, std::pair{"1.0.0", NEHOST_FILTER_V1}}) {
-    std::string package = absl::StrCat(dir, "/pkg-", version);
-    absl::Status built =
-        RunToEnd({NEHOST_PKG_PATH, "build", "--version", version, "--out", package, "--file",
-                  absl::StrCat("bin/nehost-filter=", binary), "--service",
-                  absl::StrCat(kFilterName, "=bin/nehost-filter"), "--key", key},
-                 log);
-    if (!built.ok()) return built;
-    absl::Status installed = RunToEnd(
-        {NEHOST_PKG_PATH, "--prefix", prefix, "--config-dir", config_dir, "install", package}, log);
-    if (!installed.ok()) return installed;
-  }
-  return absl::OkStatus();
-}
-
 absl::Status WriteDefinition(const Host& host, const std::string& prefix) {
   std::string folder = host.config_dir() + "/services.d";
   if (absl::Status made = MakeDirs(folder); !made.ok()) return made;
@@ -445,7 +415,9 @@ absl::Status Run(const Options& options) {
   fleet.host = std::make_unique<Host>(NEHOSTD_PATH, fleet.dir);
   Host& host = *fleet.host;
   if (absl::Status made = host.MakeFolders(); !made.ok()) return made;
-  if (absl::Status installed = InstallPackages(fleet.dir, prefix, host.config_dir());
+  if (absl::Status installed =
+          InstallSignedFilterPackages({NEHOST_PKG_PATH, NEHOST_FILTER_V1, NEHOST_FILTER_V2},
+                                      fleet.dir, prefix, host.config_dir());
       !installed.ok()) {
     return installed;
   }
