@@ -3,7 +3,6 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server_posix.h>
-#include <grpcpp/support/server_interceptor.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -13,6 +12,8 @@
 #include <chrono>
 #include <thread>
 
+#include "absl/base/call_once.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -27,45 +28,74 @@ namespace {
 // How long a drain waits after closing one connection before it closes the next.
 constexpr absl::Duration kClosePace = absl::Milliseconds(2);
 
-// Lives exactly as long as one call: gRPC creates it when the call starts and destroys it
-// when the call is done, whichever way it ends. gRPC 1.51 makes it before the call's peer is
-// known ("" then), so the call is counted against its connection at the first hook, before
-// the handler runs.
-class CountingInterceptor : public grpc::experimental::Interceptor {
+// Which ConnectionTable each connection an AcceptLoop handed to gRPC belongs to, for the whole
+// process: gRPC's hooks below learn a call's connection ("fd:N") but not its server. A number
+// names at most one open connection at a time, so the table that accepted it last is its table.
+class TableDirectory {
  public:
-  CountingInterceptor(ConnectionTable* connections, grpc::experimental::ServerRpcInfo* info)
-      : connections_(connections), info_(info) {}
-  ~CountingInterceptor() override {
-    if (counted_) connections_->CallEnded(fd_);
+  static TableDirectory& Get() {
+    static auto* directory = new TableDirectory;
+    return *directory;
   }
 
-  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
-    if (!counted_) {
-      fd_ = ConnectionOf(info_->server_context()->peer());
-      connections_->CallStarted(fd_);
-      counted_ = true;
-    }
-    methods->Proceed();
+  void Claim(int fd, ConnectionTable* table) {
+    absl::MutexLock lock(&mu_);
+    tables_[fd] = table;
+  }
+
+  void Forget(const ConnectionTable* table) {
+    absl::MutexLock lock(&mu_);
+    absl::erase_if(tables_, [table](const auto& entry) { return entry.second == table; });
+  }
+
+  ConnectionTable* Find(int fd) const {
+    absl::MutexLock lock(&mu_);
+    auto found = tables_.find(fd);
+    return found == tables_.end() ? nullptr : found->second;
   }
 
  private:
-  ConnectionTable* connections_;
-  grpc::experimental::ServerRpcInfo* info_;
-  bool counted_ = false;
-  int fd_ = -1;
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<int, ConnectionTable*> tables_ ABSL_GUARDED_BY(mu_);
 };
 
-class CountingInterceptorFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
+// The call this thread counted in PreSynchronousRequest, until PostSynchronousRequest: gRPC
+// runs both, and the handler between them, on one thread.
+struct CountedCall {
+  ConnectionTable* table = nullptr;
+  int fd = -1;
+};
+thread_local CountedCall t_counted_call;
+
+// Counts each call of a synchronous method against its connection, from just before its
+// handler runs until gRPC has sent the response (a unary or streaming handler returns to
+// gRPC, which sends the status and waits for the send to complete, before the second hook).
+//
+// Not an interceptor, which would see every call, health checks included: gRPC 1.51 makes each
+// batch of operations of an intercepted call take one more trip through its completion queue,
+// which made a Status call about 20% slower (bench/status_latency.cc). These hooks are
+// process-wide; calls on servers without an AcceptLoop find no table and are not counted.
+class CallCountingHooks final : public grpc::Server::GlobalCallbacks {
  public:
-  explicit CountingInterceptorFactory(ConnectionTable* connections) : connections_(connections) {}
-  grpc::experimental::Interceptor* CreateServerInterceptor(
-      grpc::experimental::ServerRpcInfo* info) override {
-    return new CountingInterceptor(connections_, info);
+  void PreSynchronousRequest(grpc::ServerContext* context) override {
+    const int fd = ConnectionOf(context->peer());
+    ConnectionTable* table = fd < 0 ? nullptr : TableDirectory::Get().Find(fd);
+    if (table != nullptr) table->CallStarted(fd);
+    t_counted_call = CountedCall{table, fd};
   }
 
- private:
-  ConnectionTable* connections_;
+  void PostSynchronousRequest(grpc::ServerContext*) override {
+    if (t_counted_call.table != nullptr) t_counted_call.table->CallEnded(t_counted_call.fd);
+    t_counted_call = CountedCall{};
+  }
 };
+
+// gRPC takes global hooks only before it builds its first server in the process, and aborts
+// when given them later.
+void InstallCallCountingHooks() {
+  static absl::once_flag once;
+  absl::call_once(once, [] { grpc::Server::SetGlobalCallbacks(new CallCountingHooks); });
+}
 
 }  // namespace
 
@@ -76,10 +106,15 @@ int ConnectionOf(const std::string& peer) {
   return fd;
 }
 
+ConnectionTable::~ConnectionTable() { TableDirectory::Get().Forget(this); }
+
 void ConnectionTable::Add(int fd, PeerCredentials peer, ino_t inode) {
-  absl::MutexLock lock(&mu_);
-  // A number gRPC closed and the kernel reused: the old connection's calls are all over.
-  connections_[fd] = Connection{std::move(peer), inode};
+  {
+    absl::MutexLock lock(&mu_);
+    // A number gRPC closed and the kernel reused: the old connection's calls are all over.
+    connections_[fd] = Connection{std::move(peer), inode};
+  }
+  TableDirectory::Get().Claim(fd, this);
 }
 
 std::optional<PeerCredentials> ConnectionTable::Peer(int fd) const {
@@ -160,7 +195,8 @@ int ConnectionTable::CloseWhenIdle(absl::Time deadline) {
 }
 
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartFdServer(
-    const std::vector<grpc::Service*>& services, ConnectionTable* connections) {
+    const std::vector<grpc::Service*>& services) {
+  InstallCallCountingHooks();
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
 
@@ -168,11 +204,6 @@ absl::StatusOr<std::unique_ptr<grpc::Server>> StartFdServer(
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
   for (grpc::Service* service : services) builder.RegisterService(service);
-  if (connections != nullptr) {
-    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
-    creators.push_back(std::make_unique<CountingInterceptorFactory>(connections));
-    builder.experimental().SetInterceptorCreators(std::move(creators));
-  }
 
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) return absl::InternalError("start gRPC server: BuildAndStart failed");
@@ -254,7 +285,7 @@ absl::StatusOr<std::unique_ptr<FdServer>> FdServer::Start(
     const std::vector<grpc::Service*>& services, std::vector<int> listen_fds,
     ConnectionTable* connections) {
   std::unique_ptr<FdServer> server(new FdServer(connections));
-  absl::StatusOr<std::unique_ptr<grpc::Server>> grpc_server = StartFdServer(services, connections);
+  absl::StatusOr<std::unique_ptr<grpc::Server>> grpc_server = StartFdServer(services);
   if (!grpc_server.ok()) return grpc_server.status();
   server->server_ = std::move(*grpc_server);
 

@@ -31,8 +31,9 @@ namespace nehost {
 inline constexpr int kMaxMessageBytes = 4 << 20;
 
 // The connections an AcceptLoop handed to gRPC: who is at the other end of each (SO_PEERCRED
-// and SO_PEERGROUPS, read once at accept) and how many calls run on it, which an interceptor
-// on every call keeps up to date. A drain uses the counts to close each connection between
+// and SO_PEERGROUPS, read once at accept) and how many calls run on it, which gRPC's hooks
+// around every synchronous call keep up to date (health checks, which gRPC serves
+// asynchronously, are not counted). A drain uses the counts to close each connection between
 // two of its calls rather than under one.
 //
 // gRPC closes a connection's fd on its own; the number may then come back for a new
@@ -40,6 +41,11 @@ inline constexpr int kMaxMessageBytes = 4 << 20;
 // recorded at accept tells apart. Thread safe.
 class ConnectionTable {
  public:
+  ConnectionTable() = default;
+  ~ConnectionTable();
+  ConnectionTable(const ConnectionTable&) = delete;
+  ConnectionTable& operator=(const ConnectionTable&) = delete;
+
   void Add(int fd, PeerCredentials peer, ino_t inode);
   std::optional<PeerCredentials> Peer(int fd) const;
 
@@ -76,10 +82,13 @@ class ConnectionTable {
 int ConnectionOf(const std::string& peer);
 
 // Builds and starts a server with no listening port of its own, serving the given services
-// plus grpc.health.v1 (SERVING) and server reflection. With a table, every call is counted
-// against its connection.
+// plus grpc.health.v1 (SERVING) and server reflection. Every call of a synchronous method is
+// counted against its connection in the ConnectionTable of the AcceptLoop that accepted it.
+//
+// The counting uses gRPC's process-wide server hooks, which gRPC accepts only before it builds
+// its first server: a process must start its first FdServer before any other grpc::Server.
 absl::StatusOr<std::unique_ptr<grpc::Server>> StartFdServer(
-    const std::vector<grpc::Service*>& services, ConnectionTable* connections = nullptr);
+    const std::vector<grpc::Service*>& services);
 
 class AcceptLoop {
  public:
