@@ -636,7 +636,8 @@ absl::StatusOr<Path> StartBare(Fleet* fleet, MessageSizes* sizes) {
   std::string socket_path = fleet->dir + "/bare.sock";
   std::string log_path = fleet->dir + "/bare.log";
   if (absl::Status fits = CheckUnixPath(socket_path); !fits.ok()) return fits;
-  absl::StatusOr<Child> bare = Spawn({"/proc/self/exe", kServeBareFlag, socket_path}, log_path, Session::kOwn);
+  absl::StatusOr<Child> bare =
+      Spawn({"/proc/self/exe", kServeBareFlag, socket_path}, log_path, Session::kOwn);
   if (!bare.ok()) return bare.status();
   fleet->bare = *std::move(bare);
 

@@ -73,8 +73,9 @@ thread_local CountedCall t_counted_call;
 //
 // Not an interceptor, which would see every call, health checks included: gRPC 1.51 makes each
 // batch of operations of an intercepted call take one more trip through its completion queue,
-// which made a unary call take 131 to 138 µs instead of 105 to 109 (bench/status_latency.cc). These hooks are
-// process-wide; calls on servers without an AcceptLoop find no table and are not counted.
+// which made a unary call take 131 to 138 µs instead of 105 to 109 (bench/status_latency.cc).
+// These hooks are process-wide; calls on servers without an AcceptLoop find no table and are
+// not counted.
 class CallCountingHooks final : public grpc::Server::GlobalCallbacks {
  public:
   void PreSynchronousRequest(grpc::ServerContext* context) override {
