@@ -1,6 +1,7 @@
 #include "common/listen_fds.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -58,10 +59,16 @@ absl::StatusOr<std::vector<InheritedSocket>> TakeListenFds() {
   if (!sockets.ok()) return sockets;
 
   for (const InheritedSocket& socket : *sockets) {
+    const std::string named = absl::StrCat(socket.name, " (fd ", socket.fd, ")");
     int flags = ::fcntl(socket.fd, F_GETFD);
-    if (flags < 0) {
-      return ErrnoStatus(errno, "inspect inherited socket",
-                         absl::StrCat(socket.name, " (fd ", socket.fd, ")"));
+    if (flags < 0) return ErrnoStatus(errno, "inspect inherited socket", named);
+    // A parent that let the fd close on exec leaves the number to whatever this process
+    // opened first, which must not be served as a socket.
+    struct stat info {};
+    if (::fstat(socket.fd, &info) != 0)
+      return ErrnoStatus(errno, "inspect inherited socket", named);
+    if (!S_ISSOCK(info.st_mode)) {
+      return absl::FailedPreconditionError(absl::StrCat("inherited ", named, " is not a socket"));
     }
     ::fcntl(socket.fd, F_SETFD, flags | FD_CLOEXEC);
   }

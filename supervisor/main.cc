@@ -149,7 +149,14 @@ int WaitForSignal(const sigset_t& signals) {
 // activation) so that clients wait in its backlog instead of being refused; else bound anew.
 absl::StatusOr<UniqueFd> TakeOrBindControlSocket(const std::string& path, gid_t group) {
   absl::StatusOr<std::vector<InheritedSocket>> inherited = TakeListenFds();
-  if (inherited.ok() && inherited->size() == 1) return UniqueFd((*inherited)[0].fd);
+  if (inherited.ok() && inherited->size() == 1) {
+    spdlog::info("control socket inherited path={} fd={}", path, (*inherited)[0].fd);
+    return UniqueFd((*inherited)[0].fd);
+  }
+  if (!inherited.ok()) {
+    spdlog::warn("inherited sockets unusable: {}; binding {} anew", inherited.status().message(),
+                 path);
+  }
   return ListenUnix(path, 0660, group);
 }
 
@@ -199,7 +206,11 @@ absl::StatusOr<ReexecImage> PrepareReexec(const char* argv0, const std::string& 
 
   ExpectedExecutable expected{.sha256 = "",
                               .verified_by = "no manifest beside it: sha256 recorded only"};
-  if (std::filesystem::exists(folder / installer::kManifestFile, error)) {
+  const bool has_manifest = std::filesystem::exists(folder / installer::kManifestFile, error);
+  if (error) {
+    return ErrnoStatus(error.value(), "look for", (folder / installer::kManifestFile).string());
+  }
+  if (has_manifest) {
     absl::StatusOr<ExpectedExecutable> signed_file =
         ExpectSignedFile(folder.string(), std::filesystem::relative(real, folder).string(),
                          installer::KeysDir(config_dir));
@@ -217,17 +228,32 @@ absl::StatusOr<ReexecImage> PrepareReexec(const char* argv0, const std::string& 
 // Re-executes the checked image with the same arguments, handing nehostd.sock over as fd 3
 // the socket-activation way. Returns only on failure.
 absl::Status ReexecSelf(char** argv, UniqueFd control_socket, const ReexecImage& image) {
-  if (::dup2(control_socket.get(), kListenFdsStart) < 0) {
+  if (!ExecutableCache::Recheck(image.opened, image.path).ok()) {
+    return absl::AbortedError(absl::StrCat(image.path, " changed after it was checked"));
+  }
+  // fd 3 is about to become nehostd.sock: an image opened there moves out of its way.
+  UniqueFd moved_image;
+  int image_fd = image.opened.fd.get();
+  if (image_fd == kListenFdsStart) {
+    moved_image.Reset(::fcntl(image_fd, F_DUPFD_CLOEXEC, kListenFdsStart + 1));
+    if (!moved_image) return ErrnoStatus(errno, "move", image.path);
+    image_fd = moved_image.get();
+  }
+  // An image that inherited the socket holds it at fd 3 already, close-on-exec; dup2 onto
+  // itself would leave that flag, and the next image would find fd 3 closed.
+  if (control_socket.get() == kListenFdsStart) {
+    if (::fcntl(kListenFdsStart, F_SETFD, 0) != 0) {
+      return ErrnoStatus(errno, "keep open across exec", "nehostd.sock");
+    }
+  } else if (::dup2(control_socket.get(), kListenFdsStart) < 0) {
     return ErrnoStatus(errno, "dup2", "nehostd.sock for the new image");
   }
+
   ::setenv("LISTEN_FDS", "1", 1);
   ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
   ::setenv("LISTEN_FDNAMES", "nehostd", 1);
-  if (ExecutableCache::Recheck(image.opened, image.path).ok()) {
-    ::syscall(SYS_execveat, image.opened.fd.get(), "", argv, environ, AT_EMPTY_PATH);
-    return ErrnoStatus(errno, "execveat", image.path);
-  }
-  return absl::AbortedError(absl::StrCat(image.path, " changed after it was checked"));
+  ::syscall(SYS_execveat, image_fd, "", argv, environ, AT_EMPTY_PATH);
+  return ErrnoStatus(errno, "execveat", image.path);
 }
 
 int Run(Flags flags, char** argv) {
@@ -296,15 +322,21 @@ int Run(Flags flags, char** argv) {
   while (signal == SIGUSR1 && !reexec_requested) signal = WaitForSignal(signals);
 
   if (signal == SIGUSR1) {
-    absl::MutexLock lock(&reexec_mu);
+    // Taken out from under the lock: a second Reexec call that comes meanwhile must not wait
+    // on it as a call in flight, which would hold the drain below to its whole grace.
+    ReexecImage image;
+    {
+      absl::MutexLock lock(&reexec_mu);
+      image = *std::move(reexec_image);
+    }
     spdlog::info(
         "re-executing path={} sha256={} verified_by=\"{}\"; every service keeps running and is "
         "adopted by the new image",
-        reexec_image->path, reexec_image->opened.sha256, reexec_image->verified_by);
+        image.path, image.opened.sha256, image.verified_by);
     sd_notify(0, "RELOADING=1");
     supervisor.Detach();
     (*server)->Stop(absl::Seconds(1));
-    absl::Status failed = ReexecSelf(argv, std::move(*listener), *reexec_image);
+    absl::Status failed = ReexecSelf(argv, std::move(*listener), image);
     spdlog::error("re-execution failed: {}; stopping", failed.message());
     return kExitFailure;
   }

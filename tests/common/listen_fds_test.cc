@@ -1,5 +1,13 @@
 #include "common/listen_fds.h"
 
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "absl/strings/match.h"
 #include "gtest/gtest.h"
 
 namespace nehost {
@@ -53,6 +61,53 @@ TEST(IsValidFdName, RejectsColonsSpacesAndEmpty) {
   EXPECT_FALSE(IsValidFdName("a:b"));
   EXPECT_FALSE(IsValidFdName("a b"));
   EXPECT_FALSE(IsValidFdName(std::string(256, 'x')));
+}
+
+// Puts fd at 3 for the test's length, as a parent would pass it, and puts back what was there.
+class FdThree {
+ public:
+  explicit FdThree(int fd) : saved_(::fcntl(3, F_DUPFD_CLOEXEC, 10)) {
+    EXPECT_EQ(::dup2(fd, 3), 3);
+    ::close(fd);
+    ::setenv("LISTEN_PID", std::to_string(::getpid()).c_str(), 1);
+    ::setenv("LISTEN_FDS", "1", 1);
+    ::setenv("LISTEN_FDNAMES", "grpc", 1);
+  }
+  ~FdThree() {
+    if (saved_ >= 0) {
+      ::dup2(saved_, 3);
+      ::close(saved_);
+    } else {
+      ::close(3);
+    }
+  }
+
+ private:
+  int saved_;
+};
+
+TEST(TakeListenFds, TakesASocketAndUnsetsTheVariables) {
+  int pair[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, pair), 0);
+  ::close(pair[1]);
+  FdThree three(pair[0]);
+
+  absl::StatusOr<std::vector<InheritedSocket>> taken = TakeListenFds();
+  ASSERT_TRUE(taken.ok()) << taken.status();
+  ASSERT_EQ(taken->size(), 1u);
+  EXPECT_EQ((*taken)[0].fd, 3);
+  EXPECT_EQ(std::getenv("LISTEN_FDS"), nullptr);
+  EXPECT_NE(::fcntl(3, F_GETFD) & FD_CLOEXEC, 0) << "the next exec must not pass it on";
+}
+
+// A parent whose fd 3 closed on exec leaves the number to whatever this process opened first.
+TEST(TakeListenFds, RefusesAnFdThatIsNotASocket) {
+  FdThree three(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+
+  absl::StatusOr<std::vector<InheritedSocket>> taken = TakeListenFds();
+  ASSERT_FALSE(taken.ok());
+  EXPECT_TRUE(absl::StrContains(taken.status().message(), "grpc (fd 3) is not a socket"))
+      << taken.status();
 }
 
 }  // namespace
