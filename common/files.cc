@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/unique_fd.h"
@@ -38,16 +39,6 @@ absl::StatusCode CodeForErrno(int err) {
   }
 }
 
-absl::Status WriteAll(int fd, absl::string_view data, const std::string& path) {
-  while (!data.empty()) {
-    ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus(errno, "write", path);
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return absl::OkStatus();
-}
-
 absl::Status SyncFolderOf(const std::string& path) {
   size_t slash = path.rfind('/');
   std::string folder =
@@ -60,6 +51,16 @@ absl::Status SyncFolderOf(const std::string& path) {
 }
 
 }  // namespace
+
+absl::Status WriteAll(int fd, absl::string_view data, const std::string& path) {
+  while (!data.empty()) {
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoStatus(errno, "write", path);
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return absl::OkStatus();
+}
 
 std::string ErrnoText(int err) { return std::strerror(err); }
 
@@ -108,12 +109,32 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
 }
 
 absl::Status MakeDirs(const std::string& path, int mode) {
-  std::error_code error;
-  std::filesystem::create_directories(path, error);
-  if (error) return ErrnoStatus(error.value(), "create folder", path);
-  if (::chmod(path.c_str(), static_cast<mode_t>(mode)) != 0) {
-    return ErrnoStatus(errno, "chmod folder", path);
+  // The folders that are missing, deepest first. One that exists keeps its mode: it may be
+  // the current folder, $HOME or /tmp, whose mode is its owner's to set.
+  std::vector<std::filesystem::path> missing;
+  for (std::filesystem::path folder(path); !folder.empty(); folder = folder.parent_path()) {
+    struct stat info {};
+    if (::stat(folder.c_str(), &info) == 0) break;
+    if (errno != ENOENT) return ErrnoStatus(errno, "create folder", path);
+    missing.push_back(folder);
+    if (folder == folder.parent_path()) break;
   }
+
+  for (auto folder = missing.rbegin(); folder != missing.rend(); ++folder) {
+    if (::mkdir(folder->c_str(), static_cast<mode_t>(mode)) != 0) {
+      // "a/b/" names "a/b" twice; or another process made it meanwhile, with its own mode.
+      if (errno == EEXIST) continue;
+      return ErrnoStatus(errno, "create folder", folder->string());
+    }
+    // mkdir's mode went through the umask; the caller's is the one asked for.
+    if (::chmod(folder->c_str(), static_cast<mode_t>(mode)) != 0) {
+      return ErrnoStatus(errno, "chmod folder", folder->string());
+    }
+  }
+
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) return ErrnoStatus(errno, "create folder", path);
+  if (!S_ISDIR(info.st_mode)) return ErrnoStatus(ENOTDIR, "create folder", path);
   return absl::OkStatus();
 }
 

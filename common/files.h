@@ -22,7 +22,11 @@ absl::StatusOr<std::string> ReadFile(const std::string& path);
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents,
                                  int mode = 0644);
 
-// Creates the folder and its parents with the given mode, when missing.
+// Writes all of data to fd, going on after short writes and EINTR; path names it in errors.
+absl::Status WriteAll(int fd, absl::string_view data, const std::string& path);
+
+// Creates the folder and its parents with the given mode (whatever the umask), when missing.
+// A folder that exists keeps its mode. Fails when path exists and is not a folder.
 absl::Status MakeDirs(const std::string& path, int mode = 0755);
 
 // Reads a protobuf message from its JSON form. NOT_FOUND when the file does not exist,

@@ -27,6 +27,9 @@ namespace {
 
 // How long a drain waits after closing one connection before it closes the next.
 constexpr absl::Duration kClosePace = absl::Milliseconds(2);
+// How long an accept loop that ran out of descriptors or memory waits before it tries again:
+// the listening socket stays readable meanwhile, and polling it at once would spin.
+constexpr int kOutOfResourcesPauseMs = 100;
 
 // Which ConnectionTable each connection an AcceptLoop handed to gRPC belongs to, for the whole
 // process: gRPC's hooks below learn a call's connection ("fd:N") but not its server. A number
@@ -48,8 +51,9 @@ class TableDirectory {
     absl::erase_if(tables_, [table](const auto& entry) { return entry.second == table; });
   }
 
+  // Runs for every call, from every gRPC thread; only an accept writes.
   ConnectionTable* Find(int fd) const {
-    absl::MutexLock lock(&mu_);
+    absl::ReaderMutexLock lock(&mu_);
     auto found = tables_.find(fd);
     return found == tables_.end() ? nullptr : found->second;
   }
@@ -150,9 +154,11 @@ bool ConnectionTable::StillAccepted(int fd, const Connection& connection) {
   return ::fstat(fd, &info) == 0 && S_ISSOCK(info.st_mode) && info.st_ino == connection.inode;
 }
 
-void ConnectionTable::Close(int fd, Connection& connection) {
-  if (StillAccepted(fd, connection)) ::shutdown(fd, SHUT_RDWR);
+bool ConnectionTable::Close(int fd, Connection& connection) {
   connection.closed = true;
+  if (!StillAccepted(fd, connection)) return false;
+  ::shutdown(fd, SHUT_RDWR);
+  return true;
 }
 
 int ConnectionTable::CloseWhenIdle(absl::Time deadline) {
@@ -172,7 +178,8 @@ int ConnectionTable::CloseWhenIdle(absl::Time deadline) {
     if (!open_left) return 0;
 
     if (idle != nullptr) {
-      Close(idle_fd, *idle);
+      // One gRPC closed long ago costs no pause: nobody is there to connect again.
+      if (!Close(idle_fd, *idle)) continue;
       // Every client of a closed connection connects again to the next generation at once;
       // all of them in the same millisecond would queue behind each other's handshakes.
       const absl::Time next = std::min(deadline, absl::Now() + kClosePace);
@@ -190,7 +197,7 @@ int ConnectionTable::CloseWhenIdle(absl::Time deadline) {
   for (auto& [fd, connection] : connections_) {
     if (connection.closed) continue;
     cut += connection.calls;
-    Close(fd, connection);
+    static_cast<void>(Close(fd, connection));
   }
   return cut;
 }
@@ -247,24 +254,40 @@ void AcceptLoop::Run() {
       return;
     }
     if (polled.back().revents != 0) return;
+
+    bool out_of_resources = false;
     for (size_t i = 0; i + 1 < polled.size(); ++i) {
-      if (polled[i].revents != 0) AcceptReady(polled[i].fd);
+      if (polled[i].revents != 0 && AcceptReady(polled[i].fd) == Accepted::kOutOfResources) {
+        out_of_resources = true;
+      }
+    }
+    if (out_of_resources) {
+      // Only the wake fd, so that Stop is not kept waiting through the pause.
+      ready = ::poll(&polled.back(), 1, kOutOfResourcesPauseMs);
+      if (ready > 0) return;
     }
   }
 }
 
-void AcceptLoop::AcceptReady(int listen_fd) {
+AcceptLoop::Accepted AcceptLoop::AcceptReady(int listen_fd) {
   for (;;) {
     // gRPC's fd channels need a non-blocking socket: a blocking one hangs every call.
     int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       // EAGAIN: drained, or another generation sharing the socket took the connection.
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return;
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return Accepted::kAll;
       if (errno == ECONNABORTED) continue;
-      // EMFILE and friends: the connection stays in the backlog; try again on the next poll.
-      spdlog::warn("accept failed fd={} error=\"{}\"; retrying on the next connection", listen_fd,
-                   ErrnoText(errno));
-      return;
+      // EMFILE and friends: the connection stays in the backlog until a descriptor is free.
+      if (!out_of_resources_) {
+        spdlog::warn("accept failed fd={} error=\"{}\"; retrying every {}ms", listen_fd,
+                     ErrnoText(errno), kOutOfResourcesPauseMs);
+      }
+      out_of_resources_ = true;
+      return Accepted::kOutOfResources;
+    }
+    if (out_of_resources_) {
+      spdlog::info("accepting again fd={}", listen_fd);
+      out_of_resources_ = false;
     }
 
     // A caller whose credentials cannot be read is recorded as nobody, so that every
@@ -297,10 +320,13 @@ absl::StatusOr<std::unique_ptr<FdServer>> FdServer::Start(
 }
 
 FdServer::~FdServer() {
-  Stop(absl::ZeroDuration());
+  // Either may be missing when Start failed part way.
+  if (accept_loop_ != nullptr) Stop(absl::ZeroDuration());
   // Every connection is closed, so Shutdown has no client to wait for; winding down gRPC's
   // threads may still take tens of milliseconds.
-  server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Milliseconds(100)));
+  if (server_ != nullptr) {
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Milliseconds(100)));
+  }
 }
 
 void FdServer::Stop(absl::Duration grace) {

@@ -4,7 +4,7 @@
 // gRPC C++ 1.51 can only listen on addresses it binds itself, so an AcceptLoop runs the
 // accept() calls on a thread of its own and hands each connection to the server with
 // grpc::AddInsecureChannelFromFd. On the way it records the caller's credentials in a
-// ConnectionTable, which handlers read through FdServer::PeerOf(context).
+// ConnectionTable, where handlers look their callers up (see common/access_policy.h).
 //
 // The listening fds are not owned: nehostd keeps them open for later generations. They are
 // switched to non-blocking, which every process sharing them sees; that is harmless, since
@@ -54,9 +54,9 @@ class ConnectionTable {
   void CallEnded(int fd);
   int calls_in_flight() const;
 
-  // Shuts down (SHUT_RDWR) each open connection as soon as no call runs on it, until none is
-  // left or the deadline passes; then the rest, cutting their calls. Returns how many calls
-  // were cut. Blocks until done.
+  // Shuts down (SHUT_RDWR) each open connection once no call runs on it, 2 ms apart, until
+  // none is left or the deadline passes; then the rest, cutting their calls. Returns how many
+  // calls were cut. Blocks until done.
   int CloseWhenIdle(absl::Time deadline);
 
  private:
@@ -69,7 +69,9 @@ class ConnectionTable {
 
   // Whether fd still is the socket that was accepted, and so may be shut down.
   static bool StillAccepted(int fd, const Connection& connection);
-  void Close(int fd, Connection& connection) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Marks the connection closed; false when gRPC had closed it already, and there was
+  // nothing to shut down.
+  bool Close(int fd, Connection& connection) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<int, Connection> connections_ ABSL_GUARDED_BY(mu_);
@@ -107,14 +109,18 @@ class AcceptLoop {
   void Stop();
 
  private:
+  enum class Accepted { kAll, kOutOfResources };
+
   void Run();
-  void AcceptReady(int listen_fd);
+  Accepted AcceptReady(int listen_fd);
 
   grpc::Server* server_;
   std::vector<int> listen_fds_;
   ConnectionTable* connections_;
   UniqueFd wake_;
   std::thread thread_;
+  // Set while accept fails for want of descriptors or memory: warned once, not every pause.
+  bool out_of_resources_ = false;
 };
 
 // A gRPC server with its accept loop and connection table: what nehostd and nehost-filter
@@ -130,7 +136,7 @@ class FdServer {
   ~FdServer();
 
   // Stops accepting, so new connections wait in the backlog for whoever accepts next; closes
-  // each connection as soon as no call runs on it, for up to grace; then cuts what is left.
+  // each connection once no call runs on it, for up to grace; then cuts what is left.
   // Blocks until done. Afterwards nothing reaches the server; a process that is about to
   // exit need not wait for the destructor.
   //
