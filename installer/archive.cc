@@ -94,7 +94,10 @@ class Extraction {
   absl::Status Run() {
     Reader reader(archive_read_new());
     if (reader == nullptr) return absl::ResourceExhaustedError("libarchive: out of memory");
-    archive_read_support_filter_all(reader.get());
+    // Only what WritePackageArchive makes. "All" would include filters that libarchive runs
+    // as external programs (lrzip, grzip), on bytes nobody has vouched for yet.
+    archive_read_support_filter_gzip(reader.get());
+    archive_read_support_filter_xz(reader.get());
     archive_read_support_format_tar(reader.get());
     if (archive_read_open_filename(reader.get(), archive_.c_str(), kBlockBytes) != ARCHIVE_OK) {
       return absl::InvalidArgumentError(
@@ -169,21 +172,11 @@ class Extraction {
         return absl::ResourceExhaustedError(
             absl::StrCat("the archive unpacks to more than ", limits_.max_total_bytes, " bytes"));
       }
-      if (absl::Status wrote = WriteAll(fd.get(), buffer, static_cast<size_t>(n), destination);
+      if (absl::Status wrote =
+              WriteAll(fd.get(), absl::string_view(buffer, static_cast<size_t>(n)), destination);
           !wrote.ok()) {
         return wrote;
       }
-    }
-    return absl::OkStatus();
-  }
-
-  static absl::Status WriteAll(int fd, const char* data, size_t size, const std::string& path) {
-    while (size > 0) {
-      const ssize_t n = ::write(fd, data, size);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return ErrnoStatus(errno, "write", path);
-      data += n;
-      size -= static_cast<size_t>(n);
     }
     return absl::OkStatus();
   }
@@ -207,7 +200,10 @@ class Extraction {
 
 absl::Status ChooseCompression(struct archive* writer, const std::string& archive) {
   if (absl::EndsWith(archive, ".tar.gz") || absl::EndsWith(archive, ".tgz")) {
-    return archive_write_add_filter_gzip(writer) == ARCHIVE_OK
+    // gzip's header would carry the time of writing otherwise.
+    return archive_write_add_filter_gzip(writer) == ARCHIVE_OK &&
+                   archive_write_set_filter_option(writer, "gzip", "timestamp", nullptr) ==
+                       ARCHIVE_OK
                ? absl::OkStatus()
                : absl::InternalError(ArchiveError(writer));
   }

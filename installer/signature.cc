@@ -132,20 +132,17 @@ absl::Status ValidateKeyName(const std::string& name) {
   return absl::OkStatus();
 }
 
-// Creates path with mode, refusing one that exists, and writes text to it durably.
+// Creates path with mode, refusing one that exists, and writes text to it durably. A file it
+// could not finish is removed, so that the next try does not find it in the way.
 absl::Status WriteNewFile(const std::string& path, absl::string_view text, mode_t mode) {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
   if (!fd) return ErrnoStatus(errno, "create", path);
   // The umask may have taken bits away; the mode must be exactly this.
-  if (::fchmod(fd.get(), mode) != 0) return ErrnoStatus(errno, "chmod", path);
-  while (!text.empty()) {
-    ssize_t n = ::write(fd.get(), text.data(), text.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return ErrnoStatus(errno, "write", path);
-    text.remove_prefix(static_cast<size_t>(n));
-  }
-  if (::fsync(fd.get()) != 0) return ErrnoStatus(errno, "fsync", path);
-  return absl::OkStatus();
+  absl::Status written = ::fchmod(fd.get(), mode) == 0 ? WriteAll(fd.get(), text, path)
+                                                       : ErrnoStatus(errno, "chmod", path);
+  if (written.ok() && ::fsync(fd.get()) != 0) written = ErrnoStatus(errno, "fsync", path);
+  if (!written.ok()) ::unlink(path.c_str());
+  return written;
 }
 
 struct SignatureLine {
@@ -187,15 +184,32 @@ absl::Status WithFile(const absl::Status& status, const std::string& path) {
 }
 
 // The whole file, unless it is larger than max bytes: a package is not trusted yet, and its
-// manifest or signature file may be a gigabyte of anything.
+// manifest or signature file may be a gigabyte of anything, or a link to /dev/zero or a FIFO
+// (O_NONBLOCK, so that opening one does not wait for a writer). At most max + 1 bytes are
+// read, whatever the size said, since a file may grow after fstat.
 absl::StatusOr<std::string> ReadBoundedFile(const std::string& path, size_t max) {
-  struct stat info;
-  if (::stat(path.c_str(), &info) != 0) return ErrnoStatus(errno, "read", path);
-  if (static_cast<uint64_t>(info.st_size) > max) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, " is ", info.st_size, " bytes; at most ", max, " are read"));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd) return ErrnoStatus(errno, "read", path);
+  struct stat info {};
+  if (::fstat(fd.get(), &info) != 0) return ErrnoStatus(errno, "read", path);
+  if (!S_ISREG(info.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, " is not a regular file"));
   }
-  return ReadFile(path);
+
+  std::string contents;
+  char buffer[64 * 1024];
+  for (;;) {
+    const size_t want = std::min(sizeof buffer, max + 1 - contents.size());
+    const ssize_t got = ::read(fd.get(), buffer, want);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) return ErrnoStatus(errno, "read", path);
+    if (got == 0) return contents;
+    contents.append(buffer, static_cast<size_t>(got));
+    if (contents.size() > max) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, " is over ", max, " bytes; at most ", max, " are read"));
+    }
+  }
 }
 
 }  // namespace

@@ -105,6 +105,17 @@ TEST(WriteKeyPair, WritesASecretOnlyItsOwnerMayReadAndNeverOverwrites) {
   EXPECT_EQ(ReadFileOrEmpty(dir / "keys/release.secret"), before);
 }
 
+// keygen writes into the current folder by default: $HOME or /tmp must keep their modes.
+TEST(WriteKeyPair, LeavesTheModeOfAnExistingFolder) {
+  TempDir dir;
+  ASSERT_EQ(::chmod(dir.path().c_str(), 01777), 0);
+  ASSERT_TRUE(WriteKeyPair(dir.path(), "release").ok());
+
+  struct stat folder {};
+  ASSERT_EQ(::stat(dir.path().c_str(), &folder), 0);
+  EXPECT_EQ(folder.st_mode & 07777, 01777u);
+}
+
 TEST(WriteKeyPair, RefusesNamesThatAreNotPlain) {
   TempDir dir;
   for (const std::string name : {"", "../x", ".hidden", "a/b", "r\xe9lease"}) {
@@ -192,6 +203,24 @@ TEST(ReadSignedManifest, RefusesAHugeManifestWithoutReadingIt) {
       ReadSignedManifest(dir.path(), Keyring::FromKeys({SecretKey::Generate()->Public()}));
   EXPECT_TRUE(absl::IsInvalidArgument(read.status())) << read.status();
   EXPECT_THAT(read.status().message(), HasSubstr("at most 16777216 are read"));
+}
+
+// A folder package is anyone's folder: its manifest may be no file at all. Neither may make
+// the reader run out of memory or wait forever.
+TEST(ReadSignedManifest, RefusesAManifestThatIsNotARegularFile) {
+  TempDir dir;
+  const Keyring keyring = Keyring::FromKeys({SecretKey::Generate()->Public()});
+  WriteFileOrDie(dir / "manifest.json.sig", "");
+  ASSERT_EQ(::symlink("/dev/zero", (dir / "manifest.json").c_str()), 0);
+  absl::StatusOr<SignedManifest> endless = ReadSignedManifest(dir.path(), keyring);
+  EXPECT_TRUE(absl::IsInvalidArgument(endless.status())) << endless.status();
+  EXPECT_THAT(endless.status().message(), HasSubstr("not a regular file"));
+
+  ASSERT_EQ(::unlink((dir / "manifest.json").c_str()), 0);
+  ASSERT_EQ(::mkfifo((dir / "manifest.json").c_str(), 0600), 0);
+  absl::StatusOr<SignedManifest> fifo = ReadSignedManifest(dir.path(), keyring);
+  EXPECT_TRUE(absl::IsInvalidArgument(fifo.status())) << fifo.status();
+  EXPECT_THAT(fifo.status().message(), HasSubstr("not a regular file"));
 }
 
 TEST(SignPackage, RefusesAManifestNoInstallerWouldTake) {
