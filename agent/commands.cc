@@ -84,6 +84,15 @@ struct CallResult {
   bool timed_out = false;
 };
 
+// gRPC enforces a deadline on a clock of its own, which may fire a little before absl::Now()
+// reaches it; a DEADLINE_EXCEEDED the server reports long before ours is not ours.
+constexpr absl::Duration kDeadlineClockSlack = absl::Milliseconds(20);
+
+bool OurDeadlinePassed(const grpc::Status& status, absl::Time deadline) {
+  return status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
+         absl::Now() >= deadline - kDeadlineClockSlack;
+}
+
 template <typename Stub, typename Request, typename Response>
 CallResult CallWithDeadline(Stub& stub, UnaryMethod<Stub, Request, Response> method,
                             const Request& request, Response* response, absl::Time deadline) {
@@ -91,8 +100,7 @@ CallResult CallWithDeadline(Stub& stub, UnaryMethod<Stub, Request, Response> met
   context.set_deadline(absl::ToChronoTime(deadline));
 
   CallResult result{(stub.*method)(&context, request, response)};
-  result.timed_out =
-      result.status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && absl::Now() >= deadline;
+  result.timed_out = OurDeadlinePassed(result.status, deadline);
   return result;
 }
 
@@ -366,7 +374,8 @@ class FilterClient {
     }
     if (open) writer->WritesDone();
 
-    CallResult result{writer->Finish(), absl::Now() >= deadline};
+    grpc::Status finished = writer->Finish();
+    CallResult result{finished, OurDeadlinePassed(finished, deadline)};
     if (!result.status.ok()) return Explain(result, Filter::service_full_name());
     if (file.bad()) return absl::DataLossError("read the file: an I/O error cut it short");
     return response;
@@ -648,8 +657,6 @@ absl::Duration UpgradeTimeout(const GlobalOptions& options) {
   return options.timeout_given ? options.timeout : kDefaultUpgradeTimeout;
 }
 
-constexpr absl::Duration kDeadlineClockSlack = absl::Milliseconds(20);
-
 // Why the stream ended without saying how the upgrade ended.
 absl::Status StreamFailure(const GlobalOptions& options, const std::string& name,
                            const SupervisorClient& supervisor, const grpc::Status& ended,
@@ -660,10 +667,7 @@ absl::Status StreamFailure(const GlobalOptions& options, const std::string& name
   if (ended.ok()) {
     return absl::InternalError("nehostd ended the upgrade's stream before its last step");
   }
-  // gRPC enforces the deadline on a clock of its own, which may fire a little before
-  // absl::Now() reaches it; a deadline nehostd reports long before ours is not ours.
-  if (ended.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED &&
-      absl::Now() >= deadline - kDeadlineClockSlack) {
+  if (OurDeadlinePassed(ended, deadline)) {
     return absl::DeadlineExceededError(absl::StrCat(
         "no outcome within ", absl::FormatDuration(UpgradeTimeout(options)), "; ", see));
   }
@@ -932,7 +936,7 @@ ExitCode WatchDecisions(const GlobalOptions& options, const std::string& name, u
     const bool generation_ended = ended.error_code() == grpc::StatusCode::CANCELLED ||
                                   ended.error_code() == grpc::StatusCode::UNAVAILABLE;
     fruitless = delivered ? 0 : fruitless + 1;
-    if (!generation_ended || fruitless > kMostFruitlessReconnects) {
+    if (!generation_ended || fruitless >= kMostFruitlessReconnects) {
       return Fail(what, service->Explain(ended), Server::kService);
     }
     std::cerr << "nehostctl: " << what << ": the stream ended (" << ended.error_message()

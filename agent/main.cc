@@ -808,12 +808,18 @@ absl::StatusOr<Arguments> ReadArguments(const Command& command, const CommandLin
     absl::Status taken = TakeFlag(command, flag, arguments);
     if (!taken.ok()) return taken;
   }
-  // Names and domains travel as protobuf strings, which must be UTF-8: the server could not
-  // even read the request, and would answer with nothing clearer than INTERNAL.
+  // Names, domains and paths travel as protobuf strings, which must be UTF-8: the server
+  // could not even read the request, and would answer with nothing clearer than INTERNAL.
   for (const std::string& value : arguments.values) {
     if (!IsValidUtf8(value)) {
       return absl::InvalidArgumentError(
           absl::StrCat(command.name, ": argument \"", absl::CHexEscape(value), "\" is not UTF-8"));
+    }
+  }
+  for (const auto& [flag, value] : arguments.flags) {
+    if (!IsValidUtf8(value)) {
+      return absl::InvalidArgumentError(absl::StrCat(command.name, ": ", flag, " \"",
+                                                     absl::CHexEscape(value), "\" is not UTF-8"));
     }
   }
   return arguments;

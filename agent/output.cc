@@ -477,17 +477,18 @@ Rows SortedRows(const Map& counts) {
 std::string BucketsText(const filter::v1::Histogram& histogram) {
   std::vector<std::string> buckets;
   for (int i = 0; i < histogram.counts_size(); ++i) {
+    // The last count is above the last bound; a server that sent more counts than that is
+    // shown the same way rather than read past the bounds.
+    const int bounds = histogram.upper_bounds_size();
     const std::string bound =
-        i < histogram.upper_bounds_size()
-            ? absl::StrCat("<=", histogram.upper_bounds(i))
-            : absl::StrCat(">",
-                           histogram.upper_bounds_size() == 0 ? 0 : histogram.upper_bounds(i - 1));
+        i < bounds ? absl::StrCat("<=", histogram.upper_bounds(i))
+                   : absl::StrCat(">", bounds == 0 ? 0 : histogram.upper_bounds(bounds - 1));
     buckets.push_back(absl::StrCat(bound, ":", histogram.counts(i)));
   }
   return absl::StrJoin(buckets, " ");
 }
 
-// "tcp outbound 10.0.0.1:443 host example.com executable /usr/bin/curl"
+// "flow 7 tcp outbound 10.0.0.1:443 host example.com executable /usr/bin/curl"
 std::string FlowText(const Flow& flow) {
   std::vector<std::string> words = {absl::StrCat("flow ", flow.id())};
   if (flow.protocol() != Flow::PROTOCOL_UNSPECIFIED) words.push_back(ProtocolName(flow.protocol()));

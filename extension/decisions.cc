@@ -107,7 +107,7 @@ size_t DecisionHub::Room() const {
 }
 
 void DecisionHub::Publish(const std::vector<Decision>& decisions, uint64_t total) {
-  if (total == 0) return;
+  if (total == 0 || !HasWatchers()) return;
   absl::ReaderMutexLock lock(&mu_);
   if (watchers_.empty()) return;
 

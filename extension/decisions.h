@@ -6,7 +6,7 @@
 // decision is dropped, what waits in the queue is kept. Each drop is counted in the hub's
 // CounterSet ("decisions/dropped"), and the next decision that reaches that watcher carries
 // the number it lost just before it in dropped_before. A publisher never waits for a watcher
-// to read: it holds a watcher's lock only to move decisions in, and a watcher holds it only
+// to read: it holds a watcher's lock only to copy decisions in, and a watcher holds it only
 // to take the whole queue out. With no watcher, publishing is one atomic load, and callers
 // that check HasWatchers first do not even build the decision; with watchers that are full,
 // callers that ask for Room first build none of the decisions that would be dropped.

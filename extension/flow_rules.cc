@@ -75,6 +75,9 @@ struct Cidr {
 
 Address HostMask(int length) { return length == 128 ? 0 : (~Address{0} >> length); }
 
+// In ::ffff:0:0/96, where the IPv4 addresses are kept.
+bool IsMappedV4(Address address) { return (address >> 32) == 0xffff; }
+
 // "10.0.0.0/8", "2001:db8::/32", or one address.
 absl::StatusOr<Cidr> ParseCidr(absl::string_view text) {
   const size_t slash = text.find('/');
@@ -355,8 +358,13 @@ bool FlowRules::Compiled::Matches(const ParsedFlow& flow) const {
   if (port_max != 0 && (flow.remote_port < port_min || flow.remote_port > port_max)) return false;
   if (!cidrs.empty()) {
     if (!flow.has_address) return false;
+    // An IPv6 CIDR covers IPv6 addresses only: "::/0" spans the mapped block too, but means
+    // every IPv6 address, not every address. A CIDR inside the block (every IPv4 CIDR, or
+    // one written as "::ffff:10.0.0.0/104") covers IPv4 ones.
+    const bool v4 = IsMappedV4(flow.address);
     const bool inside = std::any_of(cidrs.begin(), cidrs.end(), [&](const Cidr& cidr) {
-      return flow.address >= cidr.range.first && flow.address <= cidr.range.last;
+      return flow.address >= cidr.range.first && flow.address <= cidr.range.last &&
+             IsMappedV4(cidr.range.first) == v4;
     });
     if (!inside) return false;
   }

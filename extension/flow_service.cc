@@ -129,8 +129,7 @@ grpc::Status FlowFilterService::EvaluateFlows(
       ended = true;
       break;
     }
-    if (!stream->Read(&batch)) break;
-    Busy(context);
+    if (!stream->Read(&batch) || !Busy(context)) break;
     if (batch.flows_size() > kMaxFlowsPerBatch) {
       invalid_->Add(batch.flows_size());
       Closed(context);
@@ -167,9 +166,12 @@ bool FlowFilterService::Waiting(grpc::ServerContext* context) {
   return true;
 }
 
-void FlowFilterService::Busy(grpc::ServerContext* context) {
+bool FlowFilterService::Busy(grpc::ServerContext* context) {
   absl::MutexLock lock(&streams_mu_);
-  streams_[context].busy = true;
+  OpenStream& stream = streams_[context];
+  if (stream.cancelled) return false;
+  stream.busy = true;
+  return true;
 }
 
 bool FlowFilterService::Closed(grpc::ServerContext* context) {

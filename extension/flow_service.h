@@ -71,7 +71,9 @@ class FlowFilterService final : public v1::FlowFilter::Service {
   };
   // Whether the stream may wait for another batch; false once EndStreams was called.
   bool Waiting(grpc::ServerContext* context);
-  void Busy(grpc::ServerContext* context);
+  // Marks the stream busy with the batch it has just read; false when EndStreams cancelled it
+  // first, and the batch must go uncounted: its client sends it again, to the successor.
+  bool Busy(grpc::ServerContext* context);
   // Forgets the stream; whether EndStreams cancelled it.
   bool Closed(grpc::ServerContext* context);
 

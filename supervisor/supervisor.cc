@@ -801,9 +801,11 @@ absl::StatusOr<Supervisor::Service*> Supervisor::Find(const std::string& name) {
 absl::StatusOr<Registration> Supervisor::Lookup(const std::string& name, absl::Duration wait) {
   uint64_t owner_recorded_in = 0;
   absl::StatusOr<Registration> found = LookupVerified(name, wait, &owner_recorded_in);
-  // An owner goes out only once the registry on disk names it too: a nehostd killed right
-  // after this answer must leave a process that the next one can find. After the first
-  // lookup of an owner, the snapshot is long written and this does not wait.
+  // An owner goes out only once the registry's write that names it is done: a nehostd killed
+  // right after this answer must leave a process that the next one can find. A write that
+  // failed (a full disk; the writer logs it) does not hold lookups back: the process is live
+  // and verified, and only a nehostd killed before the next good write would miss it. After
+  // the first lookup of an owner, the snapshot is long written and this does not wait.
   if (found.ok()) registry_writer_.WaitWritten(owner_recorded_in).IgnoreError();
   return found;
 }

@@ -208,8 +208,9 @@ class Supervisor {
   absl::StatusOr<PreparedLaunch> PrepareCandidate(Service& service, const std::string& to_version,
                                                   const Target& checked, UpgradeRun& run)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // An upgrade whose version did not verify: nothing was launched, the current generation
-  // keeps serving, and the refusal is reported like a rollback.
+  // An upgrade whose version did not verify: nothing from it served (a process whose file
+  // changed under its launch is killed before it can), the current generation keeps serving,
+  // and the refusal is reported like a rollback.
   nehost::supervisor::v1::UpgradeProgress RefuseUpgrade(UpgradeRun& run, const std::string& version,
                                                         const absl::Status& cause)
       ABSL_LOCKS_EXCLUDED(mu_);

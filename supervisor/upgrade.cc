@@ -248,7 +248,7 @@ UpgradeProgress Supervisor::RefuseUpgrade(UpgradeRun& run, const std::string& ve
                 version, cause.message(), serving);
   run.Report(
       "rollback",
-      absl::StrCat("refused: ", cause.message(), "; nothing was launched",
+      absl::StrCat("refused: ", cause.message(), "; the new version never served",
                    serving != 0 ? absl::StrCat(", generation ", serving, " keeps serving") : ""),
       /*done=*/true, /*succeeded=*/false, /*rolled_back=*/true);
   return run.last;

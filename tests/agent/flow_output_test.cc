@@ -133,6 +133,18 @@ TEST(FormatStats, TableHasASectionForEachKindOfCounter) {
             "  flows/batch_size  count 2  sum 12500  <=10:0 <=10000:2 >10000:0\n");
 }
 
+// The server's histogram has one count more than bounds; one that sends more is shown, not
+// read past its bounds.
+TEST(FormatStats, HistogramWithMoreCountsThanBoundsIsShownAboveTheLastBound) {
+  StatsResponse stats;
+  filter::v1::Histogram* histogram = stats.add_histograms();
+  histogram->set_name("odd");
+  histogram->add_upper_bounds(10);
+  for (uint64_t count : {1, 2, 3, 4}) histogram->add_counts(count);
+  EXPECT_THAT(FormatStats("s", stats, OutputFormat::kTable),
+              HasSubstr("<=10:1 >10:2 >10:3 >10:4\n"));
+}
+
 TEST(FormatStats, JsonHasMapsOfCountsAndAListOfHistograms) {
   StatsResponse stats = SomeStats();
   *stats.mutable_last_checkpoint() = TimeUtil::SecondsToTimestamp(1796000000);

@@ -361,7 +361,10 @@ TEST_F(BadInputTest, NamesThatAreNotUtf8AreRefusedBeforeAnyCall) {
        std::vector<std::vector<std::string>>{{"lookup", "org.nehost.\xff"},
                                              {"rules", "add", kService, "caf\xe9.example"},
                                              {"rules", "remove", kService, "caf\xe9.example"},
-                                             {"upgrade", "org.\xc3"}}) {
+                                             {"upgrade", "org.\xc3"},
+                                             {"flows", "add", kService, "r", "--domain=caf\xe9.de"},
+                                             {"evaluate", kService, "--executable", "/bin/\xff"},
+                                             {"upgrade", kService, "--to", "2.\xff"}}) {
     CommandResult result = nehostd_.Ctl(args);
     EXPECT_EQ(result.status.code, kUsage) << args[0] << ": " << result.err;
     EXPECT_THAT(result.err, HasSubstr("is not UTF-8")) << args[0];

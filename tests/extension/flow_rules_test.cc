@@ -260,6 +260,26 @@ TEST(FlowRules, Ipv4MappedIpv6AddressesMatchIpv4Cidrs) {
   EXPECT_EQ(Decide(*rules, TcpOut("::ffff:10.9.8.7", 22)), "private");
 }
 
+// "Deny ::/0" is meant as "deny IPv6"; IPv4 addresses, kept IPv4-mapped, must not fall in it.
+TEST(FlowRules, Ipv6CidrsDoNotCoverIpv4Addresses) {
+  FlowRule every_v6 = Rule("every-v6", FlowRule::DENY);
+  every_v6.add_cidrs("::/0");
+  FlowRule mapped = Rule("mapped-10", FlowRule::DENY);
+  mapped.add_cidrs("::ffff:10.0.0.0/104");
+  CounterSet hits;
+  for (FlowRules::Matching matching : {FlowRules::Matching::kIndexed, FlowRules::Matching::kScan}) {
+    auto rules =
+        FlowRules::Compile(Normalized({every_v6, mapped}), FlowRule::ALLOW, &hits, matching);
+
+    EXPECT_EQ(Decide(*rules, TcpOut("2001:db8::1", 443)), "every-v6");
+    EXPECT_EQ(Decide(*rules, TcpOut("::1", 443)), "every-v6");
+    EXPECT_EQ(Decide(*rules, TcpOut("192.0.2.1", 443)), "default:allow");
+    EXPECT_EQ(Decide(*rules, TcpOut("::ffff:192.0.2.1", 443)), "default:allow");
+    EXPECT_EQ(Decide(*rules, TcpOut("10.1.2.3", 443)), "mapped-10")
+        << "a CIDR written in the mapped block covers IPv4";
+  }
+}
+
 TEST(FlowRules, CountsDecisionsByRule) {
   FlowRule rule = Rule("ssh", FlowRule::DENY);
   rule.set_port_min(22);
