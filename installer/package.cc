@@ -224,6 +224,13 @@ absl::StatusOr<std::string> SwitchVerified(const std::string& prefix, const std:
     if (!signed_manifest.ok()) {
       return WithContext(signed_manifest.status(), absl::StrCat("version ", version));
     }
+    // The files are checked against the bytes that verified, not an earlier read of them.
+    if (signed_manifest->manifest.version() != version) {
+      return absl::DataLossError(absl::StrCat("signed manifest of version ", version,
+                                              " names version ",
+                                              signed_manifest->manifest.version()));
+    }
+    *manifest = std::move(signed_manifest->manifest);
   }
   absl::Status verified = VerifyFiles(VersionDir(prefix, version), *manifest);
   if (!verified.ok()) return WithContext(verified, absl::StrCat("version ", version));

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <filesystem>
@@ -257,6 +258,18 @@ absl::StatusOr<SecretKey> SecretKey::Parse(absl::string_view text, const std::st
     return absl::InvalidArgumentError(absl::StrCat("key file ", source, ": names key id ", line->id,
                                                    " but the key's id is ", key.id_));
   }
+  // The key is its seed followed by its public half; halves that disagree (a damaged file)
+  // would make signatures that no keyring ever verifies.
+  std::array<unsigned char, PublicKey::kBytes> public_half;
+  std::array<unsigned char, kBytes> derived;
+  crypto_sign_seed_keypair(public_half.data(), derived.data(), key.bytes_.data());
+  const bool whole = sodium_memcmp(derived.data(), key.bytes_.data(), kBytes) == 0;
+  sodium_memzero(derived.data(), derived.size());
+  if (!whole) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("key file ", source,
+                     ": its public half does not belong to its secret; the file is damaged"));
+  }
   return key;
 }
 
@@ -439,7 +452,15 @@ absl::Status SignPackage(const std::string& folder, const SecretKey& key) {
   absl::StatusOr<std::string> existing = ReadFile(signature_path);
   if (!existing.ok() && !absl::IsNotFound(existing.status())) return existing.status();
 
-  // Lines of other keys stay: a package may carry the signatures of several publishers.
+  // Lines of other keys stay: a package may carry the signatures of several publishers. A
+  // line that does not parse would fail every verify after this one, so nothing is signed.
+  if (existing.ok()) {
+    absl::StatusOr<std::vector<SignatureLine>> lines = ParseSignatureFile(*existing);
+    if (absl::IsDataLoss(lines.status())) {
+      return absl::DataLossError(absl::StrCat(signature_path, ": ", lines.status().message(),
+                                              "; repair or remove it, then sign again"));
+    }
+  }
   std::string text;
   if (existing.ok()) {
     for (absl::string_view line : ContentLines(*existing)) {

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/files.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -74,6 +76,20 @@ TEST(PublicKey, RefusesTextThatIsNotAKey) {
     EXPECT_FALSE(parsed.ok()) << text;
     EXPECT_THAT(parsed.status().message(), HasSubstr("key file k.pub: ")) << text;
   }
+}
+
+TEST(SecretKey, RefusesAFileWhoseHalvesDisagree) {
+  const SecretKey key = SecretKey::Generate().value();
+  std::vector<std::string> words = absl::StrSplit(key.ToText(), ' ');
+  ASSERT_EQ(words.size(), 3u);
+  std::string bytes;
+  ASSERT_TRUE(absl::Base64Unescape(words[2], &bytes));
+  bytes[0] ^= 1;  // the seed; the public half, and so the id, stay as they were
+  const std::string damaged = absl::StrCat(words[0], " ", words[1], " ", absl::Base64Escape(bytes));
+
+  absl::StatusOr<SecretKey> parsed = SecretKey::Parse(damaged, "k.secret");
+  EXPECT_TRUE(absl::IsInvalidArgument(parsed.status())) << parsed.status();
+  EXPECT_THAT(parsed.status().message(), HasSubstr("public half does not belong"));
 }
 
 TEST(SecretKey, ErrorsNeverQuoteTheSecret) {
@@ -172,6 +188,17 @@ TEST(VerifyManifestSignature, SaysWhatIsWrong) {
   EXPECT_TRUE(absl::IsFailedPrecondition(
       VerifyManifestSignature(kManifest, key.SignManifest(kManifest), Keyring::FromKeys({}))
           .status()));
+}
+
+TEST(SignPackage, RefusesToAddToASignatureFileThatDoesNotParse) {
+  TempDir dir;
+  WriteFileOrDie(dir / "manifest.json", kManifest);
+  WriteFileOrDie(dir / "manifest.json.sig", "not a signature\n");
+
+  absl::Status signed_status = SignPackage(dir.path(), SecretKey::Generate().value());
+  EXPECT_TRUE(absl::IsDataLoss(signed_status)) << signed_status;
+  EXPECT_THAT(signed_status.message(), HasSubstr("signature line 1"));
+  EXPECT_EQ(ReadFileOrEmpty(dir / "manifest.json.sig"), "not a signature\n");
 }
 
 TEST(SignPackage, ReplacesItsOwnLineAndKeepsOthers) {
