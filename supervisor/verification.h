@@ -16,7 +16,9 @@
 // ExecutableCache is thread safe, with a lock of its own, so that a launch that runs without
 // the supervisor's lock (an upgrade's candidate) can use it. Hashing a binary takes tens of
 // milliseconds: each file is hashed once per identity (device, inode, size, modification and
-// change times), which no write can keep.
+// change times). A write changes the identity, except one that keeps the size and lands in the
+// same tick of the kernel's coarse clock (a few milliseconds) as the change before it; only
+// someone who may write the binary, root for an installed package, can try that.
 #pragma once
 
 #include <map>
