@@ -810,17 +810,15 @@ absl::StatusOr<Arguments> ReadArguments(const Command& command, const CommandLin
   }
   // Names, domains and paths travel as protobuf strings, which must be UTF-8: the server
   // could not even read the request, and would answer with nothing clearer than INTERNAL.
+  auto not_utf8 = [&](absl::string_view what, const std::string& value) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(command.name, ": ", what, " \"", absl::CHexEscape(value), "\" is not UTF-8"));
+  };
   for (const std::string& value : arguments.values) {
-    if (!IsValidUtf8(value)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(command.name, ": argument \"", absl::CHexEscape(value), "\" is not UTF-8"));
-    }
+    if (!IsValidUtf8(value)) return not_utf8("argument", value);
   }
   for (const auto& [flag, value] : arguments.flags) {
-    if (!IsValidUtf8(value)) {
-      return absl::InvalidArgumentError(absl::StrCat(command.name, ": ", flag, " \"",
-                                                     absl::CHexEscape(value), "\" is not UTF-8"));
-    }
+    if (!IsValidUtf8(value)) return not_utf8(flag, value);
   }
   return arguments;
 }

@@ -117,7 +117,6 @@ absl::Status MakeDirs(const std::string& path, int mode) {
     if (::stat(folder.c_str(), &info) == 0) break;
     if (errno != ENOENT) return ErrnoStatus(errno, "create folder", path);
     missing.push_back(folder);
-    if (folder == folder.parent_path()) break;
   }
 
   for (auto folder = missing.rbegin(); folder != missing.rend(); ++folder) {

@@ -197,7 +197,7 @@ int ConnectionTable::CloseWhenIdle(absl::Time deadline) {
   for (auto& [fd, connection] : connections_) {
     if (connection.closed) continue;
     cut += connection.calls;
-    static_cast<void>(Close(fd, connection));
+    Close(fd, connection);
   }
   return cut;
 }

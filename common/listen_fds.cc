@@ -65,8 +65,9 @@ absl::StatusOr<std::vector<InheritedSocket>> TakeListenFds() {
     // A parent that let the fd close on exec leaves the number to whatever this process
     // opened first, which must not be served as a socket.
     struct stat info {};
-    if (::fstat(socket.fd, &info) != 0)
+    if (::fstat(socket.fd, &info) != 0) {
       return ErrnoStatus(errno, "inspect inherited socket", named);
+    }
     if (!S_ISSOCK(info.st_mode)) {
       return absl::FailedPreconditionError(absl::StrCat("inherited ", named, " is not a socket"));
     }

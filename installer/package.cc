@@ -195,6 +195,14 @@ absl::StatusOr<std::string> PointCurrentAt(const std::string& prefix, const std:
   return previous;
 }
 
+// A manifest in a version folder must name the version the folder is for.
+absl::Status CheckNamesVersion(const Manifest& manifest, const std::string& version,
+                               const std::string& folder) {
+  if (manifest.version() == version) return absl::OkStatus();
+  return absl::DataLossError(absl::StrCat("manifest in ", folder, " names version ",
+                                          manifest.version(), ", not ", version));
+}
+
 // The installed version's manifest, which must name the folder it lies in.
 absl::StatusOr<Manifest> ReadInstalled(const std::string& prefix, const std::string& version) {
   if (absl::Status valid = ValidateVersion(version); !valid.ok()) return valid;
@@ -205,9 +213,8 @@ absl::StatusOr<Manifest> ReadInstalled(const std::string& prefix, const std::str
   }
   absl::StatusOr<Manifest> manifest = ReadManifest(folder);
   if (!manifest.ok()) return manifest.status();
-  if (manifest->version() != version) {
-    return absl::DataLossError(absl::StrCat("manifest in ", folder, " names version ",
-                                            manifest->version(), ", not ", version));
+  if (absl::Status named = CheckNamesVersion(*manifest, version, folder); !named.ok()) {
+    return named;
   }
   return manifest;
 }
@@ -225,10 +232,10 @@ absl::StatusOr<std::string> SwitchVerified(const std::string& prefix, const std:
       return WithContext(signed_manifest.status(), absl::StrCat("version ", version));
     }
     // The files are checked against the bytes that verified, not an earlier read of them.
-    if (signed_manifest->manifest.version() != version) {
-      return absl::DataLossError(absl::StrCat("signed manifest of version ", version,
-                                              " names version ",
-                                              signed_manifest->manifest.version()));
+    if (absl::Status named =
+            CheckNamesVersion(signed_manifest->manifest, version, VersionDir(prefix, version));
+        !named.ok()) {
+      return named;
     }
     *manifest = std::move(signed_manifest->manifest);
   }

@@ -454,20 +454,21 @@ absl::Status SignPackage(const std::string& folder, const SecretKey& key) {
 
   // Lines of other keys stay: a package may carry the signatures of several publishers. A
   // line that does not parse would fail every verify after this one, so nothing is signed.
+  std::vector<SignatureLine> kept;
   if (existing.ok()) {
     absl::StatusOr<std::vector<SignatureLine>> lines = ParseSignatureFile(*existing);
     if (absl::IsDataLoss(lines.status())) {
       return absl::DataLossError(absl::StrCat(signature_path, ": ", lines.status().message(),
                                               "; repair or remove it, then sign again"));
     }
+    if (lines.ok()) kept = *std::move(lines);  // else it holds no line at all
   }
   std::string text;
-  if (existing.ok()) {
-    for (absl::string_view line : ContentLines(*existing)) {
-      std::vector<absl::string_view> words = absl::StrSplit(line, ' ', absl::SkipEmpty());
-      if (words.size() >= 2 && words[1] == key.id()) continue;
-      absl::StrAppend(&text, line, "\n");
-    }
+  for (const SignatureLine& line : kept) {
+    if (line.id == key.id()) continue;
+    absl::StrAppend(&text, FormatLine(kSignatureKind, line.id,
+                                      reinterpret_cast<const unsigned char*>(line.signature.data()),
+                                      line.signature.size()));
   }
   absl::StrAppend(&text, key.SignManifest(json));
   return WriteFileAtomically(signature_path, text);
